@@ -1,0 +1,60 @@
+# hvguard developer entry points. Everything runs from the repo root; `make venv` builds the
+# pinned controller toolchain, `make deps` the Debian packages the tests and the lab need.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+export ANSIBLE_FORCE_COLOR ?= 0
+REPORT_DIR ?= reports
+export HVGUARD_REPORT_DIR := $(abspath $(REPORT_DIR))
+
+# Debian packages the controller side needs (tests, lab). Kept in one place for .ci/run.
+APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
+
+.PHONY: help venv deps audit audit-local site-local lint unit test docs docs-check clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp ## Create the pinned Python toolchain in .venv
+
+deps: ## Install the Debian packages the tests and the lab need (root)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+audit-local: venv ## Audit THIS machine in check mode and write the reports
+	ansible-playbook -i inventories/localhost/hosts.yml playbooks/audit.yml
+	@echo "reports: $(HVGUARD_REPORT_DIR)"
+
+audit: audit-local
+
+lint: venv ## yamllint, ansible-lint (production profile), ruff
+	yamllint -s .
+	ruff check .
+	ruff format --check .
+	ansible-lint --profile production --offline -q
+
+unit: venv ## pytest: plugins, modules, callback, catalogue, negative tests, host tests
+	pytest -q tests
+
+docs: venv ## Regenerate docs/controls.md and the role READMEs
+	$(BIN)/python tools/gen_docs.py
+
+docs-check: venv
+	$(BIN)/python tools/gen_docs.py --check
+
+test: lint unit ## Everything CI runs
+
+clean:
+	rm -rf $(REPORT_DIR) .pytest_cache
