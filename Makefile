@@ -54,7 +54,10 @@ docs: venv ## Regenerate docs/controls.md and the role READMEs
 docs-check: venv
 	$(BIN)/python tools/gen_docs.py --check
 
-test: lint unit ## Everything CI runs
+# Lab, Molecule and benchmark targets live in mk/*.mk (lab.mk defines `molecule`).
+-include mk/*.mk
+
+test: lint unit molecule ## Everything CI runs: lint, pytest, Molecule scenarios
 
 clean:
 	rm -rf $(REPORT_DIR) .pytest_cache
