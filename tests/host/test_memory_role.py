@@ -1,0 +1,145 @@
+"""hvguard_memory converged on this machine against a sandbox.
+
+The role's facts are injected (a grub-booted Debian hypervisor with KSM running) and its
+OS paths are pointed into a temporary tree, so the real role logic runs end to end through
+Ansible without touching this machine: audit (drift, nothing written) -> converge (fixed) ->
+converge again (zero changed) -> audit after the simulated reboot (compliant).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+QEMU_CONF = """# Master configuration file for the QEMU driver.
+#user = "libvirt-qemu"
+#dump_guest_core = 1
+security_driver = "apparmor"
+"""
+
+
+def tree_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "reports" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def facts(cmdline: str) -> dict[str, Any]:
+    return {
+        "os": {"family": "Debian", "distribution": "Debian", "version": "12",
+               "pkg_mgr": "apt", "init": "other"},
+        "kernel": {"release": "6.1.0", "cmdline": cmdline, "params": {}},
+        "boot": {"loader": "grub", "grub_dropin_dir": "/etc/default/grub.d",
+                 "update_cmd": "update-grub"},
+        "memory": {"ksm": {"present": True, "run": 1, "pages_shared": 0},
+                   "ksmtuned": {"installed": False}, "swap": []},
+        "libvirt": {"present": True, "running": False, "daemon_mode": "monolithic",
+                    "version": "9.0.0", "domains": [], "pools": [], "units": {}},
+        "qemu": {"present": True, "version": "7.2.0", "binaries": []},
+        "network": {"bridges": [], "ovs": {"present": False, "bridges": []}},
+        "lvm": {"present": False, "conf": None},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    (tmp_path / "etc" / "libvirt").mkdir(parents=True)
+    (tmp_path / "etc" / "libvirt" / "qemu.conf").write_text(QEMU_CONF)
+    (tmp_path / "etc" / "grub.d").mkdir()
+    (tmp_path / "etc" / "tmpfiles.d").mkdir()
+    (tmp_path / "sys").mkdir()
+    (tmp_path / "sys" / "ksm_run").write_text("1\n")
+    return tmp_path
+
+
+def run(playbook: str, sandbox: Path, cmdline: str) -> tuple[str, dict[str, Any]]:
+    extra = {
+        "hvguard": facts(cmdline),
+        "__hvguard_memory_boot_dropin": str(sandbox / "etc/grub.d/90-hvguard-memory.cfg"),
+        "__hvguard_memory_boot_update_cmd": ["touch", str(sandbox / "bootloader-updated")],
+        "__hvguard_memory_tmpfiles_dir": str(sandbox / "etc/tmpfiles.d"),
+        "__hvguard_memory_qemu_conf": str(sandbox / "etc/libvirt/qemu.conf"),
+        "__hvguard_memory_ksm_run": str(sandbox / "sys/ksm_run"),
+        "__hvguard_common_virsh": "false",
+    }
+    varfile = sandbox / "extra.json"
+    varfile.write_text(json.dumps(extra))
+    reports = sandbox / "reports"
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "HVGUARD_REPORT_DIR": str(reports), "ANSIBLE_NOCOLOR": "1"}  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), f"playbooks/{playbook}", "-e", f"@{varfile}",
+         "-e", "hvguard_target=hypervisors"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    report = json.loads((reports / "hvguard-report.json").read_text())
+    return out, report
+
+
+def statuses(report: dict[str, Any]) -> dict[str, str]:
+    controls = report["hosts"]["localhost"]["controls"]
+    return {cid: c["status"] for cid, c in controls.items() if cid.startswith("HVG-MEM")}
+
+
+def test_audit_converge_idempotence_audit(sandbox: Path) -> None:
+    plain = "BOOT_IMAGE=/vmlinuz root=/dev/vda ro quiet"
+    before = tree_hash(sandbox)
+    _, report = run("audit.yml", sandbox, plain)
+    assert statuses(report) == {
+        "HVG-MEM-001": "drift", "HVG-MEM-002": "drift",
+        "HVG-MEM-003": "drift", "HVG-MEM-004": "compliant",
+    }  # fmt: skip
+    (sandbox / "extra.json").unlink()
+    assert tree_hash(sandbox) == before, "the audit changed the target"
+
+    out, report = run("site.yml", sandbox, plain)
+    assert (sandbox / "bootloader-updated").exists(), "bootloader config not regenerated"
+    dropin = (sandbox / "etc/grub.d/90-hvguard-memory.cfg").read_text()
+    assert 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX init_on_free=1"' in dropin
+    assert (sandbox / "sys/ksm_run").read_text().strip() == "2"
+    assert "\ndump_guest_core = 0\n" in (sandbox / "etc/libvirt/qemu.conf").read_text()
+    assert (
+        "w /sys/kernel/mm/ksm/run - - - - 0"
+        in (sandbox / "etc/tmpfiles.d/hvguard-ksm.conf").read_text()
+    )
+    assert report["hosts"]["localhost"]["reboot_required"] is True
+    # The running kernel still lacks the argument: reported, not hidden.
+    assert statuses(report)["HVG-MEM-001"] == "drift"
+
+    out, report = run("site.yml", sandbox, plain)
+    assert "changed=0" in out, "second converge changed something"
+
+    # After the reboot the running kernel carries the argument.
+    _, report = run("audit.yml", sandbox, plain + " init_on_free=1")
+    assert set(statuses(report).values()) == {"compliant"}, statuses(report)
+    assert report["hosts"]["localhost"]["reboot_required"] is False
+
+
+def test_toggles_off_report_disabled(sandbox: Path) -> None:
+    extra = sandbox / "toggles.json"
+    extra.write_text(json.dumps({"hvguard_memory_no_guest_core_enabled": False}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "HVGUARD_REPORT_DIR": str(sandbox / "reports")}  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "playbooks/audit.yml", "-e", f"@{extra}",
+         "-e", json.dumps({"hvguard": facts("ro"),
+                           "__hvguard_memory_qemu_conf": str(sandbox / "etc/libvirt/qemu.conf"),
+                           "__hvguard_memory_ksm_run": str(sandbox / "sys/ksm_run")})],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    report = json.loads((sandbox / "reports" / "hvguard-report.json").read_text())
+    assert statuses(report)["HVG-MEM-003"] == "disabled"
