@@ -825,7 +825,8 @@ def render_html(report: Mapping[str, Any]) -> str:
 
 
 def _md_cell(text: Any) -> str:
-    return _clean(text).replace("|", "\\|").replace("\n", " ")
+    # Markdown renderers pass raw HTML through: escape it, and the table's pipes.
+    return html.escape(_clean(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _fence(text: str) -> str:
