@@ -1,0 +1,151 @@
+"""Unit tests for filter_plugins/hvguard_tls.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "filter_plugins"))
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "tls"))
+
+import hvguard_tls as f  # noqa: E402
+import tlslab  # noqa: E402
+
+HOSTVARS = {
+    "hv1": {"hvguard_migration_tls_fqdn": "hv1.example.test"},
+    "hv2": {"hvguard_migration_tls_fqdn": "hv2.example.test"},
+    "hv3": {},
+}
+
+
+def test_dn_is_in_certificate_subject_order():
+    assert f.hvguard_tls_dn("hv1.example.test", "hvguard") == "O=hvguard,CN=hv1.example.test"
+
+
+def test_dn_escapes_rfc4514_specials():
+    assert f.hvguard_tls_dn("a,b", "x=y") == "O=x\\=y,CN=a\\,b"
+
+
+def test_subject_order_matches_dn():
+    assert f.hvguard_tls_subject("hv1", "org") == [{"O": "org"}, {"CN": "hv1"}]
+
+
+def test_dn_list_uses_cn_var_or_inventory_name_sorted_and_unique():
+    dns = f.hvguard_tls_dn_list(HOSTVARS, ["hv2", "hv1", "hv3", "hv1"], "hvguard")
+    assert dns == [
+        "O=hvguard,CN=hv1.example.test",
+        "O=hvguard,CN=hv2.example.test",
+        "O=hvguard,CN=hv3",
+    ]
+
+
+def test_dn_list_appends_extra_without_duplicates():
+    extra = ["O=hvguard,CN=mgmt", "O=hvguard,CN=hv3"]
+    dns = f.hvguard_tls_dn_list(HOSTVARS, ["hv3"], "hvguard", extra=extra)
+    assert dns == ["O=hvguard,CN=hv3", "O=hvguard,CN=mgmt"]
+
+
+def test_empty_dn_list_is_an_error():
+    with pytest.raises(AnsibleFilterError, match="admit no client"):
+        f.hvguard_tls_dn_list(HOSTVARS, [], "hvguard")
+
+
+def test_dn_list_rejects_unknown_host_and_bad_extra():
+    with pytest.raises(AnsibleFilterError, match="not in hostvars"):
+        f.hvguard_tls_dn_list(HOSTVARS, ["nope"], "hvguard")
+    with pytest.raises(AnsibleFilterError, match="is not a DN"):
+        f.hvguard_tls_dn_list(HOSTVARS, ["hv1"], "hvguard", extra=["justaname"])
+
+
+def test_sans_cover_fqdn_short_name_and_addresses():
+    sans = f.hvguard_tls_sans(["HV1.Example.Test", "hv1"], ["10.77.0.11", "fd00::1"])
+    assert sans == ["DNS:hv1.example.test", "DNS:hv1", "IP:10.77.0.11", "IP:fd00::1"]
+
+
+def test_sans_accept_an_ip_as_name_and_reject_garbage():
+    assert f.hvguard_tls_sans(["10.0.0.1"]) == ["IP:10.0.0.1"]
+    with pytest.raises(AnsibleFilterError, match="not a valid DNS name"):
+        f.hvguard_tls_sans(["bad_name!"])
+    with pytest.raises(AnsibleFilterError, match="not an IP address"):
+        f.hvguard_tls_sans(["hv1"], ["10.0.0.300"])
+    with pytest.raises(AnsibleFilterError, match="no name"):
+        f.hvguard_tls_sans([], [])
+
+
+def test_peer_addresses_split_by_family_and_require_every_host():
+    hv = {
+        "a": {"hvguard_migration_tls_addresses": ["10.0.0.2", "fd00::2"]},
+        "b": {"hvguard_migration_tls_addresses": "10.0.0.1"},
+        "c": {"hvguard_migration_tls_addresses": []},
+    }
+    assert f.hvguard_tls_peer_addresses(hv, ["a", "b"]) == {
+        "ipv4": ["10.0.0.1", "10.0.0.2"],
+        "ipv6": ["fd00::2"],
+    }
+    with pytest.raises(AnsibleFilterError, match="empty for c"):
+        f.hvguard_tls_peer_addresses(hv, ["a", "c"])
+    with pytest.raises(AnsibleFilterError, match="not an IP"):
+        f.hvguard_tls_peer_addresses({"x": {"hvguard_migration_tls_addresses": ["h"]}}, ["x"])
+
+
+PROC_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
+   0: 00000000:4072 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   1: 0100007F:406D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   2: 0100007F:0016 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0
+"""
+PROC_TCP6 = """  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A
+"""
+
+
+def test_listening_ports_only_listen_state_both_families():
+    assert f.hvguard_tls_listening_ports([PROC_TCP, PROC_TCP6]) == [22, 16493, 16498]
+    assert f.hvguard_tls_listening_ports(PROC_TCP) == [16493, 16498]
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca = tlslab.CA.create("unit CA")
+    other = tlslab.CA.create("other CA")
+    leaf = ca.issue("hv1.example.test", server=True, sans=["hv1.example.test", "10.1.2.3"])
+    return ca, other, leaf
+
+
+def test_cert_info(pki):
+    _, _, leaf = pki
+    info = f.hvguard_tls_cert_info(leaf.cert.decode())
+    assert info["subject"] == "CN=hv1.example.test,O=hvguard"  # RFC 4514: reversed
+    assert info["sans"] == ["DNS:hv1.example.test", "IP:10.1.2.3"]
+    assert 28 <= info["days_left"] <= 30
+    later = f.hvguard_tls_cert_info(leaf.cert.decode(), now="2099-01-01T00:00:00")
+    assert later["days_left"] < 0
+    assert len(info["spki_sha256"]) == 64
+
+
+def test_key_matches_and_mismatch(pki):
+    ca, _, leaf = pki
+    other_leaf = ca.issue("hv2", server=False)
+    assert f.hvguard_tls_key_matches(leaf.cert.decode(), leaf.key.decode())
+    assert not f.hvguard_tls_key_matches(leaf.cert.decode(), other_leaf.key.decode())
+    with pytest.raises(AnsibleFilterError, match="private key"):
+        f.hvguard_tls_key_matches(leaf.cert.decode(), "garbage")
+    with pytest.raises(AnsibleFilterError, match="PEM certificate"):
+        f.hvguard_tls_cert_info("garbage")
+
+
+def test_signed_by(pki):
+    ca, other, leaf = pki
+    assert f.hvguard_tls_signed_by(leaf.cert.decode(), ca.pem.decode())
+    assert not f.hvguard_tls_signed_by(leaf.cert.decode(), other.pem.decode())
+    # Same subject, different key: the signature check, not the name, decides.
+    impostor = tlslab.CA.create("unit CA")
+    assert not f.hvguard_tls_signed_by(leaf.cert.decode(), impostor.pem.decode())
+
+
+def test_filters_are_registered():
+    names = f.FilterModule().filters()
+    assert {"hvguard_tls_dn_list", "hvguard_tls_sans", "hvguard_tls_key_matches"} <= set(names)
