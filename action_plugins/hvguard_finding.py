@@ -30,8 +30,23 @@ def parse_compliant(value: Any) -> bool:
         if key in BOOLEANS:
             return key in (True, 1, "1", "y", "yes", "on", "true", "t")
     raise AnsibleActionFail(
-        f"hvguard_finding: 'compliant' must be a boolean, got {type(value).__name__} {value!r}"
+        f"hvguard_finding: 'compliant' must be a boolean, got {_kind(value)} {_plain(value)!r}"
     )
+
+
+def _kind(value: Any) -> str:
+    # Templated values are tagged subclasses (_AnsibleTaggedStr): name the plain type.
+    for base in (bool, int, float, str, list, dict):
+        if isinstance(value, base):
+            return base.__name__
+    return "null" if value is None else type(value).__name__
+
+
+def _plain(value: Any) -> Any:
+    for base in (str, int, float):
+        if isinstance(value, base) and not isinstance(value, bool):
+            return base(value)
+    return value
 
 
 def finding(compliant: bool, msg: str, evidence: Any, fail_on_drift: bool) -> dict[str, Any]:

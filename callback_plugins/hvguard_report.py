@@ -51,10 +51,9 @@ options:
         key: report_dir
   catalogue:
     description:
-      - Control catalogue (YAML). Empty means C(controls/catalogue.yml) next to the
+      - Control catalogue (YAML). Unset means C(controls/catalogue.yml) next to the
         directory holding this plugin.
     type: path
-    default: ""
     env:
       - name: HVGUARD_CATALOGUE
     ini:
@@ -132,6 +131,11 @@ def load_catalogue(path: str | os.PathLike[str]) -> dict[str, Any]:
         "sha256": hashlib.sha256(raw).hexdigest(),
         "controls": controls,
     }
+
+
+def default_catalogue_path() -> Path:
+    """controls/catalogue.yml of the checkout this plugin lives in."""
+    return Path(__file__).resolve().parent.parent / "controls" / "catalogue.yml"
 
 
 def control_summary(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -520,10 +524,13 @@ class Aggregator:
         }
         for play in self.plays:
             for host, why in play.stopped.items():
-                host_cells = out.setdefault(host, {})
-                for cid in sorted(play.expected):
-                    if cid in host_cells or cid not in self.catalogue:
-                        continue
+                missing = [
+                    cid
+                    for cid in sorted(play.expected)
+                    if cid in self.catalogue and cid not in out.get(host, {})
+                ]
+                host_cells = out.setdefault(host, {}) if missing else {}
+                for cid in missing:
                     msg = f"host failed before the control ran ({why['task']}): {why['msg']}"
                     entry = _entry(why["task"], "host_failed", "error", msg=msg)
                     host_cells[cid] = {
@@ -1053,9 +1060,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         if bad:
             self._warn(f"hvguard_report: unknown formats ignored: {', '.join(bad)}")
         self._formats = [f for f in formats if f in FORMAT_FILES]
-        path = self.get_option("catalogue") or str(
-            Path(__file__).resolve().parent.parent / "controls" / "catalogue.yml"
-        )
+        path = self.get_option("catalogue") or str(default_catalogue_path())
         try:
             self._catalogue = load_catalogue(path)
         except (OSError, ValueError) as exc:

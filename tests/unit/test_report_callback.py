@@ -1,0 +1,784 @@
+"""hvguard_report callback: aggregation rules, renderers, and a real ansible-playbook run."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import json
+import os
+import re
+import stat
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from callback_plugins import hvguard_report as hr
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "report"
+ANSIBLE_PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
+
+CATALOGUE = {
+    "HVG-MEM-001": {
+        "id": "HVG-MEM-001",
+        "title": "Kernel zeroes freed pages",
+        "area": "memory",
+        "role": "hvguard_memory",
+        "variable": "hvguard_memory_init_on_free_enabled",
+        "severity": "high",
+        "disruption": "medium",
+        "reboot": True,
+        "references": {"nist_800_53": ["SC-4"], "disa_vmm_srg": [], "nist_800_125a": []},
+    },
+    "HVG-MEM-002": {
+        "id": "HVG-MEM-002",
+        "title": "KSM off",
+        "area": "memory",
+        "role": "hvguard_memory",
+        "variable": "hvguard_memory_ksm_enabled",
+        "severity": "medium",
+        "disruption": "low",
+        "reboot": False,
+        "references": {"nist_800_53": ["SC-4"]},
+    },
+    "HVG-MIG-001": {
+        "id": "HVG-MIG-001",
+        "title": "PKI deployed",
+        "area": "migration",
+        "role": "hvguard_migration_tls",
+        "variable": "hvguard_migration_tls_pki_enabled",
+        "severity": "high",
+        "disruption": "low",
+        "reboot": False,
+        "references": {},
+    },
+}
+M1, M2, G1 = "HVG-MEM-001", "HVG-MEM-002", "HVG-MIG-001"
+TOGGLE = CATALOGUE[M1]["variable"]
+
+
+def schema() -> dict:
+    """The JSON Schema embedded in docs/report-schema.md."""
+    text = (ROOT / "docs" / "report-schema.md").read_text()
+    match = re.search(r"<!-- report-json-schema -->\s*```json\n(.*?)\n```", text, re.S)
+    assert match, "docs/report-schema.md lost its JSON Schema block"
+    return json.loads(match.group(1))
+
+
+def run_meta(**kw) -> dict:
+    meta = {
+        "started": "2026-01-01T00:00:00Z",
+        "check_mode": True,
+        "diff_mode": False,
+        "ansible_version": "2.19.14",
+        "playbooks": ["audit.yml"],
+        "catalogue": {"path": "c.yml", "schema_version": 1, "sha256": "ab"},
+        "complete": True,
+        "warnings": [],
+    }
+    meta.update(kw)
+    return meta
+
+
+def agg_with(*records, cap: int = hr.DEFAULT_EVIDENCE_MAX) -> hr.Aggregator:
+    agg = hr.Aggregator(CATALOGUE, evidence_max=cap)
+    agg.start_play("play", {M1, M2})
+    for host, tags, outcome, result, check in records:
+        agg.record(host, "task", tags, outcome, result, check)
+    return agg
+
+
+def status_of(agg: hr.Aggregator, host: str, cid: str) -> str:
+    return agg.final_cells()[host][cid]["status"]
+
+
+# -- classification -------------------------------------------------------------------
+
+
+def test_unchanged_ok_is_compliant() -> None:
+    status, entries = hr.classify("ok", "t", {"changed": False}, True, TOGGLE)
+    assert status == "compliant"
+    assert entries == [{"task": "t", "result": "ok", "status": "compliant"}]
+
+
+def test_changed_in_check_mode_is_drift_with_rendered_diff() -> None:
+    result = {
+        "changed": True,
+        "diff": [{"before": "a = 1\n", "after": "a = 0\n", "before_header": "/etc/x"}],
+    }
+    status, entries = hr.classify("ok", "t", result, True, TOGGLE)
+    assert status == "drift"
+    assert "-a = 1\n+a = 0" in entries[0]["diff"]
+    assert entries[0]["diff"].startswith("--- /etc/x")
+
+
+def test_changed_outside_check_mode_is_remediated() -> None:
+    status, entries = hr.classify("ok", "t", {"changed": True}, False, TOGGLE)
+    assert status == "remediated"
+    assert entries[0]["result"] == "changed"
+
+
+def test_changed_without_diff_says_how_to_get_one() -> None:
+    _, entries = hr.classify("ok", "t", {"changed": True, "diff": []}, True, TOGGLE)
+    assert "diff mode" in entries[0]["msg"]
+
+
+def test_failed_is_error_with_msg_and_stderr() -> None:
+    result = {"msg": "non-zero return code", "stderr": "boom", "rc": 3}
+    status, entries = hr.classify("failed", "t", result, True, TOGGLE)
+    assert status == "error"
+    assert entries[0] == {
+        "task": "t",
+        "result": "failed",
+        "status": "error",
+        "msg": "non-zero return code",
+        "stderr": "boom",
+        "rc": 3,
+    }
+
+
+def test_ignored_failure_is_not_an_error() -> None:
+    status, entries = hr.classify("failed_ignored", "t", {"msg": "meh"}, True, TOGGLE)
+    assert status == "compliant"
+    assert "ignore" in entries[0]["msg"]
+
+
+def test_unreachable_is_error() -> None:
+    status, entries = hr.classify("unreachable", "t", {"msg": "ssh: timeout"}, True, TOGGLE)
+    assert (status, entries[0]["msg"]) == ("error", "ssh: timeout")
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (TOGGLE, "disabled"),
+        (f"not {TOGGLE}", "disabled"),
+        (f"{TOGGLE} | bool", "disabled"),
+        (f"{TOGGLE}_extra", "not_applicable"),  # a longer name is another variable
+        (f"other.{TOGGLE}", "not_applicable"),  # an attribute of something else
+        ("ansible_os_family == 'RedHat'", "not_applicable"),
+    ],
+)
+def test_skip_is_disabled_only_when_the_toggle_is_the_false_condition(condition, expected) -> None:
+    result = {"skip_reason": "Conditional result was False", "false_condition": condition}
+    status, entries = hr.classify("skipped", "t", result, True, TOGGLE)
+    assert status == expected
+    assert entries[0]["false_condition"] == condition
+
+
+def test_skip_without_condition_is_not_applicable() -> None:
+    result = {"msg": "Command would have run if not in check mode"}
+    status, entries = hr.classify("skipped", "t", result, True, TOGGLE)
+    assert status == "not_applicable"
+    assert "would have run" in entries[0]["msg"]
+
+
+def test_loop_all_items_skipped_by_toggle_is_disabled() -> None:
+    items = [{"skipped": True, "false_condition": TOGGLE, "item": i} for i in (1, 2)]
+    status, _ = hr.classify(
+        "skipped", "t", {"results": items, "msg": "All items skipped"}, True, TOGGLE
+    )
+    assert status == "disabled"
+
+
+def test_finding_statuses() -> None:
+    drift = {"changed": False, "hvguard_status": "drift", "msg": "expires", "evidence": [1]}
+    assert hr.classify("ok", "t", drift, True)[0] == "drift"
+    assert hr.classify("ok", "t", drift, False)[0] == "drift"  # a finding never "remediates"
+    assert hr.classify("failed", "t", drift | {"msg": "drift: x"}, True)[0] == "drift"
+    status, entries = hr.classify("ok", "t", {"hvguard_status": "compliant", "msg": "ok"}, True)
+    assert status == "compliant"
+    assert entries[0]["result"] == "finding"
+    assert hr.classify("ok", "t", drift, True)[1][0]["evidence"] == [1]
+
+
+def test_render_diff_variants() -> None:
+    assert hr.render_diff([]) == ""
+    assert hr.render_diff({"prepared": "PREPARED"}) == "PREPARED"
+    text = hr.render_diff({"before": {"state": "absent"}, "after": {"state": "file"}})
+    assert '-  "state": "absent"' in text or '- "state": "absent"' in text
+    assert '"state": "file"' in text
+    both = hr.render_diff([{"before": "a\n", "after": "b\n"}, {"before": "c\n", "after": "d\n"}])
+    assert "-a" in both and "+b" in both and "-c" in both and "+d" in both
+
+
+# -- aggregation ----------------------------------------------------------------------
+
+OUTCOMES = {
+    "error": ("failed", {"msg": "x"}, True),
+    "drift": ("ok", {"changed": True}, True),
+    "remediated": ("ok", {"changed": True}, False),
+    "compliant": ("ok", {"changed": False}, True),
+    "disabled": ("skipped", {"false_condition": TOGGLE}, True),
+    "not_applicable": ("skipped", {"false_condition": "x == 1"}, True),
+}
+
+
+# The documented precedence, written out here so that a change in the code cannot pass.
+PRECEDENCE = ("error", "drift", "remediated", "compliant", "disabled", "not_applicable")
+
+
+def test_status_order_is_the_documented_one() -> None:
+    assert hr.STATUSES == PRECEDENCE
+
+
+@pytest.mark.parametrize("pair", list(itertools.permutations(PRECEDENCE, 2)))
+def test_precedence_is_independent_of_order(pair) -> None:
+    records = []
+    for status in pair:
+        outcome, result, check = OUTCOMES[status]
+        records.append(("h", [M1], outcome, result, check))
+    agg = agg_with(*records)
+    expected = min(pair, key=PRECEDENCE.index)
+    assert status_of(agg, "h", M1) == expected
+    assert agg.final_cells()["h"][M1]["results"] == 2
+
+
+def test_any_result_that_ran_beats_disabled() -> None:
+    agg = agg_with(
+        ("h", [M1], "skipped", {"false_condition": TOGGLE}, True),
+        ("h", [M1], "ok", {"changed": False}, True),
+    )
+    assert status_of(agg, "h", M1) == "compliant"
+
+
+def test_loop_counts_once_with_item_evidence() -> None:
+    items = [
+        {"changed": False, "item": "a", "_ansible_item_label": "a"},
+        {
+            "changed": True,
+            "item": "b",
+            "_ansible_item_label": "b",
+            "diff": {"before": "1\n", "after": "2\n"},
+        },
+        {"changed": True, "item": "c", "_ansible_item_label": "c"},
+    ]
+    agg = agg_with(("h", [M1], "ok", {"changed": True, "results": items}, True))
+    cell = agg.final_cells()["h"][M1]
+    assert cell["status"] == "drift"
+    assert cell["results"] == 1
+    assert [e["item"] for e in cell["evidence"]] == ["b", "c"]
+    assert "+2" in cell["evidence"][0]["diff"]
+
+
+def test_loop_with_a_failed_item_is_error_naming_the_item() -> None:
+    items = [{"changed": False, "item": 1}, {"failed": True, "item": 2, "msg": "bad"}]
+    agg = agg_with(("h", [M1], "failed", {"results": items}, True))
+    cell = agg.final_cells()["h"][M1]
+    assert cell["status"] == "error"
+    assert cell["evidence"] == [
+        {"task": "task", "result": "failed", "status": "error", "item": 2, "msg": "bad"}
+    ]
+
+
+def test_one_result_feeds_every_tagged_control_and_untagged_results_none() -> None:
+    agg = agg_with(
+        ("h", [M1, M2, "memory"], "ok", {"changed": True}, True),
+        ("h", ["memory"], "ok", {"changed": True}, True),
+    )
+    cells = agg.final_cells()["h"]
+    assert set(cells) == {M1, M2}
+    assert cells[M1]["results"] == cells[M2]["results"] == 1
+
+
+def test_unknown_ids_are_reported_once() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p", set())
+    assert agg.record("h", "t", ["HVG-XYZ-999"], "ok", {}, True) == ["HVG-XYZ-999"]
+    assert agg.record("h2", "t", ["HVG-XYZ-999", "hvg-lower-001"], "ok", {}, True) == []
+    assert agg.final_cells() == {}
+
+
+def test_evidence_cap_keeps_drift_over_compliant_and_notes_truncation() -> None:
+    cap = 2048
+    records = [("h", [M1], "ok", {"changed": False}, True)] * 60
+    records.append(("h", [M1], "ok", {"changed": True, "msg": "the drift"}, True))
+    cell = agg_with(*records, cap=cap).final_cells()["h"][M1]
+    assert cell["status"] == "drift"
+    assert cell["results"] == 61
+    assert cell["evidence_truncated"] is True
+    assert cell["evidence_omitted"] > 0
+    assert any(e["status"] == "drift" and e["msg"] == "the drift" for e in cell["evidence"])
+    assert len(json.dumps(cell["evidence"])) <= cap + 2 * len(cell["evidence"]) + 2
+
+
+def test_oversized_diff_is_cut_to_the_cap() -> None:
+    before = "".join(f"line {i}\n" for i in range(20000))
+    result = {"changed": True, "diff": {"before": before, "after": ""}}
+    cell = agg_with(("h", [M1], "ok", result, True), cap=4096).final_cells()["h"][M1]
+    assert cell["status"] == "drift"
+    assert cell["evidence_truncated"] is True
+    assert cell["evidence"][0]["truncated"] is True
+    assert "[... truncated" in cell["evidence"][0]["diff"]
+    assert len(json.dumps(cell["evidence"][0])) <= 4096
+
+
+def test_reboot_flag_last_write_wins_and_loop_items_count() -> None:
+    agg = agg_with(
+        ("a", [], "ok", {"ansible_facts": {"hvguard_reboot_required": True}}, True),
+        (
+            "b",
+            [],
+            "ok",
+            {"results": [{"ansible_facts": {"hvguard_reboot_required": "True"}}]},
+            True,
+        ),
+        ("c", [], "ok", {"ansible_facts": {"hvguard_reboot_required": True}}, True),
+        ("c", [], "ok", {"ansible_facts": {"hvguard_reboot_required": False}}, True),
+        ("d", [M1], "ok", {}, True),
+    )
+    report = hr.build_report(agg, run_meta())
+    assert {h: report["hosts"][h]["reboot_required"] for h in "abcd"} == {
+        "a": True,
+        "b": True,
+        "c": False,
+        "d": None,
+    }
+    assert report["summary"]["reboot_required"] == ["a", "b"]
+
+
+def test_host_failed_before_the_control_ran_is_error_for_missing_controls_only() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p1", {M1, M2})
+    agg.record("bad", "t1", [M1], "ok", {}, True)
+    agg.record("good", "t1", [M1], "ok", {}, True)
+    agg.record("bad", "facts", [], "failed", {"msg": "no python"}, True, stops_host=True)
+    agg.record("good", "t2", [M2], "ok", {}, True)
+    agg.start_play("p2", {G1})
+    agg.record("good", "t3", [G1], "ok", {}, True)
+    cells = agg.final_cells()
+    assert cells["bad"][M1]["status"] == "compliant"
+    assert cells["bad"][M2]["status"] == "error"
+    assert (
+        "host failed before the control ran (facts): no python"
+        in cells["bad"][M2]["evidence"][0]["msg"]
+    )
+    assert G1 not in cells["bad"]  # not in the play where the host failed
+    assert set(cells["good"]) == {M1, M2, G1}
+
+
+def test_unreachable_host_gets_error_for_every_expected_control() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p1", {M1, M2})
+    agg.record("dark", "facts", [], "unreachable", {"msg": "ssh"}, True, stops_host=True)
+    cells = agg.final_cells()["dark"]
+    assert {cid: c["status"] for cid, c in cells.items()} == {M1: "error", M2: "error"}
+
+
+def test_failure_that_does_not_stop_the_host_fills_nothing() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p1", {M1, M2})
+    agg.record("h", "rescued", [], "failed", {"msg": "x"}, True, stops_host=False)
+    assert agg.final_cells() == {}
+
+
+def test_stopped_host_without_expected_controls_is_not_listed() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("adhoc", set())
+    agg.record("h", "ping", [], "unreachable", {"msg": "x"}, True, stops_host=True)
+    assert agg.final_cells() == {}
+    assert hr.build_report(agg, run_meta())["summary"]["hosts"] == 0
+
+
+def test_dynamically_discovered_controls_are_expected() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p1", set())
+    agg.expect([G1])
+    agg.record("h", "boom", [], "failed", {"msg": "x"}, True, stops_host=True)
+    assert agg.final_cells()["h"][G1]["status"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("only", "skip", "expected"),
+    [
+        (("all",), (), {M1, M2}),
+        ((M1,), (), {M1}),
+        (("memory",), (M2,), {M1}),
+        (("all",), ("memory",), set()),
+        (("migration",), (), set()),
+    ],
+)
+def test_expected_controls_follow_roles_and_tags(only, skip, expected) -> None:
+    assert hr.expected_controls(CATALOGUE, ["hvguard_memory"], (), only, skip) == expected
+
+
+def test_expected_controls_include_tagged_ids_outside_roles() -> None:
+    assert hr.expected_controls(CATALOGUE, [], [G1, "HVG-NOPE-001"]) == {G1}
+
+
+def test_control_ids_split() -> None:
+    assert hr.control_ids(["memory", M1, M1, "HVG-XX-1", "HVG-ZZZ-123", None], CATALOGUE) == (
+        [M1],
+        ["HVG-ZZZ-123"],
+    )
+
+
+# -- report and renderers -------------------------------------------------------------
+
+EVIL = "<script>alert('x')</script> & ]]> \x00\x07 | ```"
+
+
+def sample_report() -> dict:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p", {M1, M2, G1})
+    diff = {"before": "dump_guest_core = 1\n", "after": f"dump_guest_core = 0\n# {EVIL}\n"}
+    agg.record("hv1", "HVG-MEM-001 | drop-in", [M1], "ok", {"changed": True, "diff": diff}, True)
+    agg.record("hv1", "HVG-MEM-002 | ksm", [M2], "ok", {"changed": False}, True)
+    agg.record(
+        "hv1",
+        "HVG-MIG-001 | pki",
+        [G1],
+        "skipped",
+        {"false_condition": CATALOGUE[G1]["variable"]},
+        True,
+    )
+    agg.record("hv2", "HVG-MEM-001 | drop-in", [M1], "failed", {"msg": EVIL, "stderr": EVIL}, True)
+    agg.record("hv2", "HVG-MEM-002 | ksm", [M2], "skipped", {"false_condition": "x"}, True)
+    agg.record("hv3", "HVG-MEM-001 | drop-in", [M1], "ok", {"changed": True}, False)
+    agg.record(
+        "hv3",
+        "HVG-MEM-002 | ksm",
+        [M2],
+        "ok",
+        {"hvguard_status": "drift", "evidence": {"k": EVIL}},
+        True,
+    )
+    return hr.build_report(agg, run_meta())
+
+
+def test_report_validates_against_the_documented_schema() -> None:
+    report = sample_report()
+    jsonschema.validate(json.loads(hr.render_json(report)), schema())
+    summary = report["summary"]
+    assert summary["passed"] is False
+    assert summary["by_status"] == {
+        "error": 1,
+        "drift": 2,
+        "remediated": 1,
+        "compliant": 1,
+        "disabled": 1,
+        "not_applicable": 1,
+    }
+    assert summary["by_control"][M1] == {
+        "error": 1,
+        "drift": 1,
+        "remediated": 1,
+        "compliant": 0,
+        "disabled": 0,
+        "not_applicable": 0,
+    }
+    assert summary["by_host"]["hv2"]["error"] == 1
+    assert report["controls"][M1]["references"] == {
+        "nist_800_53": ["SC-4"],
+        "disa_vmm_srg": [],
+        "nist_800_125a": [],
+    }
+    assert report["run"]["mode"] == "mixed"
+
+
+def test_schema_rejects_a_wrong_status() -> None:
+    report = json.loads(hr.render_json(sample_report()))
+    report["hosts"]["hv1"]["controls"][M1]["status"] = "fine"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, schema())
+
+
+def test_empty_report_passes_and_validates() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    report = hr.build_report(agg, run_meta(check_mode=False))
+    jsonschema.validate(report, schema())
+    assert report["summary"]["passed"] is True
+    assert report["run"]["mode"] == "apply"
+    for render in (hr.render_junit, hr.render_html, hr.render_markdown):
+        assert render(report)
+
+
+def test_junit_parses_and_maps_statuses() -> None:
+    text = hr.render_junit(sample_report())
+    root = ET.fromstring(text.encode())
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == (
+        "7",
+        "2",
+        "1",
+        "2",
+    )
+    suites = {s.get("name").split()[0]: s for s in root.findall("testsuite")}
+    assert set(suites) == {M1, M2, G1}
+    cases = {c.get("name"): c for c in suites[M1].findall("testcase")}
+    assert cases["hv1"].find("failure").get("type") == "drift"
+    assert "+dump_guest_core = 0" in cases["hv1"].find("failure").text
+    assert cases["hv2"].find("error") is not None
+    assert "<script>" in cases["hv2"].find("error").text  # escaped in XML, intact once parsed
+    assert cases["hv3"].find("system-out").text.startswith("remediated")
+    assert cases["hv3"].find("failure") is None
+    assert suites[G1].find("testcase/skipped").get("message").startswith("disabled")
+    props = {p.get("name"): p.get("value") for p in suites[M1].find("properties")}
+    assert props["severity"] == "high"
+    assert "SC-4" in props["references"]
+
+
+def test_html_is_escaped_self_contained_grid() -> None:
+    page = hr.render_html(sample_report())
+    assert "<script>alert" not in page
+    assert html.escape("<script>alert(") in page
+    assert "\x00" not in page
+    assert not re.search(r"""(src|href)=["']?https?:""", page)
+    assert "<link" not in page
+    rows = re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page)
+    assert rows == ["hv1", "hv2", "hv3"]
+    # every host row has one cell per control (3 controls) plus the reboot column
+    body = page.split("<tbody>")[1].split("</tbody>")[0]
+    for row in body.split("</tr>")[:-1]:
+        assert row.count("<td") == 4
+    assert "class='s-drift'><details><summary>drift</summary>" in page
+    assert "class='s-error'" in page and "class='s-remediated'" in page
+    assert "title='Kernel zeroes freed pages" in page  # column tooltip
+    assert "nist_800_53: SC-4" in page
+
+
+def test_markdown_table_and_details() -> None:
+    md = hr.render_markdown(sample_report())
+    lines = md.splitlines()
+    assert lines[0] == "## hvguard compliance: FAILED"
+    row = next(line for line in lines if line.startswith(f"| {M1} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == [M1, "Kernel zeroes freed pages", "high"]
+    assert cells[3:9] == ["1", "1", "1", "0", "0", "0"]
+    assert cells[9] == "hv1, hv2"
+    assert f"<details><summary>{M1}: drift or error on 2 host(s)</summary>" in md
+    # evidence with ``` inside gets a longer fence, so it cannot close the block early
+    assert "````\n" in md
+    assert "<script>" not in md.split("<details>")[0]
+
+
+def test_markdown_is_capped() -> None:
+    catalogue = {
+        f"HVG-MEM-{i:03d}": dict(CATALOGUE[M1], id=f"HVG-MEM-{i:03d}") for i in range(1, 40)
+    }
+    agg = hr.Aggregator(catalogue)
+    agg.start_play("p", set())
+    for h in range(30):
+        for cid in catalogue:
+            agg.record(f"host{h}", "t", [cid], "ok", {"changed": True, "msg": "x" * 3000}, True)
+    md = hr.render_markdown(hr.build_report(agg, run_meta()), max_chars=20000)
+    assert len(md) < 21000
+    assert "left out (size cap)" in md
+    assert "and 20 more" in md
+
+
+def test_console_table() -> None:
+    lines = hr.render_console(sample_report(), ["/r/hvguard-report.json"])
+    assert lines[0] == "hvguard compliance (check mode): FAILED, 3 hosts"
+    row = next(line for line in lines if line.startswith(M1))
+    assert row.split()[-6:] == ["0", "1", "1", "1", "0", "0"]
+    assert lines[-1] == "report: /r/hvguard-report.json"
+
+
+def test_write_reports_atomic_and_private(tmp_path) -> None:
+    out = tmp_path / "deep" / "reports"
+    paths = hr.write_reports(sample_report(), out, ["json", "md"])
+    assert [p.name for p in paths] == ["hvguard-report.json", "hvguard-report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["hvguard-report.json", "hvguard-report.md"]
+    assert stat.S_IMODE(paths[0].stat().st_mode) == 0o640
+    json.loads(paths[0].read_text())
+
+
+def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch) -> None:
+    def boom(_a, _b):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(hr.os, "replace", boom)
+    with pytest.raises(OSError):
+        hr.write_atomic(tmp_path / "x.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_catalogue_loads_with_required_fields() -> None:
+    cat = hr.load_catalogue(ROOT / "controls" / "catalogue.yml")
+    assert cat["controls"], "no controls"
+    assert len(cat["sha256"]) == 64
+    for cid, entry in cat["controls"].items():
+        assert hr.CONTROL_ID_RE.match(cid)
+        summary = hr.control_summary(entry)
+        assert summary["variable"] and summary["role"] and summary["title"]
+
+
+# -- real ansible-playbook runs -------------------------------------------------------
+
+HOSTS = ("hv1", "hv2")
+
+
+def prepare(tmp_path: Path) -> Path:
+    data = tmp_path / "hosts"
+    data.mkdir()
+    for host in HOSTS:
+        (data / f"{host}-mem002.conf").write_text("same\n")
+        (data / f"{host}-mem003.conf").write_text("dump_guest_core = 1\n")
+        (data / f"{host}-mig001-a.conf").write_text("item a\n")
+        (data / f"{host}-mig001-b.conf").write_text("old b\n")
+    return data
+
+
+def digest(path: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.iterdir())
+        if p.is_file()
+    }
+
+
+def run_fixture(
+    tmp_path: Path, data: Path, check: bool, reports: str = "reports"
+) -> subprocess.CompletedProcess:
+    if not ANSIBLE_PLAYBOOK.exists():
+        pytest.skip("no .venv/bin/ansible-playbook (run make venv)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "HVGUARD_"))}
+    env |= {
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "HVGUARD_REPORT_DIR": str(tmp_path / reports),
+        "HVGUARD_CATALOGUE": str(FIXTURE / "catalogue.yml"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    cmd = [
+        str(ANSIBLE_PLAYBOOK),
+        "-i",
+        str(FIXTURE / "inventory.yml"),
+        str(FIXTURE / "playbook.yml"),
+        "-f",
+        "2",
+        "-e",
+        f"report_fixture_dir={data}",
+    ]
+    if check:
+        cmd.append("--check")
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def audit_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("audit")
+    data = prepare(tmp_path)
+    before = digest(data)
+    proc = run_fixture(tmp_path, data, check=True)
+    return tmp_path, data, before, proc
+
+
+def test_audit_run_statuses(audit_run) -> None:
+    tmp_path, _, _, proc = audit_run
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # hv2 fails on purpose
+    report = json.loads((tmp_path / "reports" / "hvguard-report.json").read_text())
+    jsonschema.validate(report, schema())
+    statuses = {
+        host: {cid: c["status"] for cid, c in report["hosts"][host]["controls"].items()}
+        for host in HOSTS
+    }
+    assert statuses["hv1"] == {
+        "HVG-MEM-001": "disabled",
+        "HVG-MEM-002": "compliant",
+        "HVG-MEM-003": "drift",
+        "HVG-MEM-004": "not_applicable",
+        "HVG-STO-001": "compliant",
+        "HVG-MIG-001": "drift",
+        "HVG-MIG-002": "compliant",
+        "HVG-MIG-006": "drift",
+    }
+    assert statuses["hv2"] == {
+        "HVG-MEM-001": "disabled",
+        "HVG-MEM-002": "compliant",
+        "HVG-MEM-003": "drift",
+        "HVG-MEM-004": "not_applicable",
+        "HVG-STO-001": "error",
+        # hv2 stopped at HVG-STO-001: the controls after it never ran
+        "HVG-MIG-001": "error",
+        "HVG-MIG-002": "error",
+        "HVG-MIG-006": "error",
+    }
+    hv1 = report["hosts"]["hv1"]
+    mem003 = hv1["controls"]["HVG-MEM-003"]["evidence"][0]
+    assert "-dump_guest_core = 1\n+dump_guest_core = 0" in mem003["diff"]
+    mig001 = hv1["controls"]["HVG-MIG-001"]["evidence"]
+    assert [e.get("item") for e in mig001 if e["status"] == "drift"] == ["b"]
+    finding = hv1["controls"]["HVG-MIG-006"]["evidence"][0]
+    assert finding["evidence"][0]["path"] == "/etc/pki/libvirt/servercert.pem"
+    sto = report["hosts"]["hv2"]["controls"]["HVG-STO-001"]["evidence"][0]
+    assert (sto["result"], sto["rc"]) == ("failed", 1)
+    assert (
+        "host failed before the control ran"
+        in (report["hosts"]["hv2"]["controls"]["HVG-MIG-006"]["evidence"][0]["msg"])
+    )
+    assert hv1["reboot_required"] is True
+    assert report["hosts"]["hv2"]["reboot_required"] is None
+    assert report["run"]["complete"] is True and report["run"]["mode"] == "check"
+    assert report["run"]["check_mode"] is True
+    assert any("HVG-XYZ-999" in w for w in report["run"]["warnings"])
+    assert report["summary"]["passed"] is False
+
+
+def test_audit_run_changed_nothing(audit_run) -> None:
+    _, data, before, _ = audit_run
+    after = digest(data)
+    after.pop("gate-saw.json")  # the gate play writes this on purpose (check_mode: false)
+    assert after == before
+
+
+def test_gate_play_read_the_report_written_at_its_start(audit_run) -> None:
+    _, data, _, _ = audit_run
+    seen = json.loads((data / "gate-saw.json").read_text())
+    assert seen["run"]["complete"] is False
+    assert seen["summary"]["passed"] is False
+    assert seen["summary"]["by_status"]["drift"] == 4
+
+
+def test_audit_run_other_formats(audit_run) -> None:
+    tmp_path, _, _, proc = audit_run
+    out = tmp_path / "reports"
+    root = ET.parse(out / "hvguard-report.junit.xml").getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == (
+        "16",
+        "4",
+        "4",
+        "4",
+    )
+    page = (out / "hvguard-report.html").read_text()
+    assert re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page) == ["hv1", "hv2"]
+    # the fixture catalogue title carries markup: it must arrive escaped
+    assert "&lt;drift &amp; &quot;quotes&quot;&gt;" in page
+    assert "<drift &" not in page
+    md = (out / "hvguard-report.md").read_text()
+    assert '| HVG-MEM-003 | Fixture file that differs &lt;drift &amp; "quotes"&gt; | medium |' in md
+    assert "<details><summary>HVG-MEM-003: drift or error on 2 host(s)</summary>" in md
+    assert "report: " + str(out / "hvguard-report.json") in proc.stdout
+    assert re.search(r"HVG-MEM-003 +Fixture file that differs.* +0 +2 +0 +0 +0 +0", proc.stdout)
+
+
+def test_apply_run_remediates_then_is_compliant(tmp_path) -> None:
+    data = prepare(tmp_path)
+    first = run_fixture(tmp_path, data, check=False, reports="first")
+    assert first.returncode == 2, first.stdout + first.stderr
+    report = json.loads((tmp_path / "first" / "hvguard-report.json").read_text())
+    hv1 = {cid: c["status"] for cid, c in report["hosts"]["hv1"]["controls"].items()}
+    assert hv1["HVG-MEM-003"] == "remediated"
+    assert hv1["HVG-MIG-001"] == "remediated"
+    assert hv1["HVG-MIG-006"] == "drift"  # a finding is never fixed by applying
+    assert report["run"]["mode"] == "apply" and report["run"]["check_mode"] is False
+    assert (data / "hv1-mem003.conf").read_text() == "dump_guest_core = 0\n"
+
+    second = run_fixture(tmp_path, data, check=False, reports="second")
+    assert second.returncode == 2
+    report = json.loads((tmp_path / "second" / "hvguard-report.json").read_text())
+    hv1 = {cid: c["status"] for cid, c in report["hosts"]["hv1"]["controls"].items()}
+    assert hv1["HVG-MEM-003"] == hv1["HVG-MIG-001"] == "compliant"
+
+
+def test_unwritable_report_dir_warns_but_does_not_break_the_run(tmp_path) -> None:
+    data = prepare(tmp_path)
+    (tmp_path / "blocked").write_text("a file where the report dir should be")
+    proc = run_fixture(tmp_path, data, check=True, reports="blocked")
+    assert proc.returncode == 2  # hv2's planned failure, nothing else
+    assert "cannot write reports" in proc.stdout + proc.stderr
