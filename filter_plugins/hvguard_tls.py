@@ -6,6 +6,7 @@ ansible-core's crypto collections), never the managed host.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import ipaddress
@@ -245,6 +246,37 @@ def hvguard_tls_signed_by(cert_pem: str, ca_pem: str) -> bool:
     return True
 
 
+def hvguard_tls_expiry(
+    slurped: Iterable[Mapping[str, Any]], now: str | None = None
+) -> list[dict[str, Any]]:
+    """Per-file validity from `slurp` loop results: path, subject, not_after, days_left.
+
+    A missing or unreadable file gets days_left -1, so it is never "valid long enough".
+    """
+    out: list[dict[str, Any]] = []
+    for res in slurped:
+        path = str(res.get("item") or res.get("source") or "?")
+        content = res.get("content")
+        if not content:
+            out.append({"path": path, "missing": True, "days_left": -1})
+            continue
+        try:
+            pem = base64.b64decode(content).decode()
+            info = hvguard_tls_cert_info(pem, now)
+        except (ValueError, AnsibleFilterError) as exc:
+            out.append({"path": path, "error": str(exc), "days_left": -1})
+            continue
+        out.append(
+            {
+                "path": path,
+                "subject": info["subject"],
+                "not_after": info["not_after"],
+                "days_left": info["days_left"],
+            }
+        )
+    return out
+
+
 class FilterModule:
     """hvguard TLS filters."""
 
@@ -259,4 +291,5 @@ class FilterModule:
             "hvguard_tls_cert_info": hvguard_tls_cert_info,
             "hvguard_tls_key_matches": hvguard_tls_key_matches,
             "hvguard_tls_signed_by": hvguard_tls_signed_by,
+            "hvguard_tls_expiry": hvguard_tls_expiry,
         }

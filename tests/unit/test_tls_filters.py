@@ -149,3 +149,24 @@ def test_signed_by(pki):
 def test_filters_are_registered():
     names = f.FilterModule().filters()
     assert {"hvguard_tls_dn_list", "hvguard_tls_sans", "hvguard_tls_key_matches"} <= set(names)
+
+
+def test_expiry_from_slurp_results(pki):
+    import base64
+
+    _, _, leaf = pki
+    results = [
+        {
+            "item": "/etc/pki/libvirt/servercert.pem",
+            "content": base64.b64encode(leaf.cert).decode(),
+        },
+        {"item": "/etc/pki/libvirt/clientcert.pem", "failed": True, "msg": "file not found"},
+        {"item": "/etc/pki/CA/cacert.pem", "content": base64.b64encode(b"junk").decode()},
+    ]
+    rows = f.hvguard_tls_expiry(results)
+    assert rows[0]["path"] == "/etc/pki/libvirt/servercert.pem"
+    assert 28 <= rows[0]["days_left"] <= 30
+    assert rows[1] == {"path": "/etc/pki/libvirt/clientcert.pem", "missing": True, "days_left": -1}
+    assert rows[2]["days_left"] == -1 and "error" in rows[2]
+    late = f.hvguard_tls_expiry(results[:1], now="2099-01-01T00:00:00+00:00")
+    assert late[0]["days_left"] < 0
