@@ -573,7 +573,8 @@ def build_report(agg: Aggregator, run: Mapping[str, Any]) -> dict[str, Any]:
     summary = {
         "hosts": len(hosts),
         "controls": len(used),
-        "passed": all(by_status[s] == 0 for s in FAILING),
+        # Without a catalogue nothing could be evaluated: that must not read as a pass.
+        "passed": bool(agg.catalogue) and all(by_status[s] == 0 for s in FAILING),
         "by_status": by_status,
         "by_control": {cid: by_control[cid] for cid in used},
         "by_host": by_host,

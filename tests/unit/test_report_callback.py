@@ -497,6 +497,11 @@ def test_empty_report_passes_and_validates() -> None:
         assert render(report)
 
 
+def test_no_catalogue_never_passes() -> None:
+    report = hr.build_report(hr.Aggregator({}), run_meta())
+    assert report["summary"]["passed"] is False
+
+
 def test_junit_parses_and_maps_statuses() -> None:
     text = hr.render_junit(sample_report())
     root = ET.fromstring(text.encode())
