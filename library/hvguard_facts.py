@@ -58,6 +58,9 @@ attributes:
 notes:
   - Reading libvirt state needs root (C(qemu:///system)). Without access,
     C(libvirt.running) is false and C(libvirt.error) says why.
+  - On systemd hosts C(virsh) is only called when a libvirt daemon runs or one of its units
+    is active, so gathering never socket-activates a stopped daemon. An active socket unit
+    does start the daemon on connect, as any libvirt client would.
 """
 
 EXAMPLES = r"""
@@ -471,6 +474,14 @@ class Gatherer:
         if not present:
             return facts
         facts["version"] = self.libvirt_version(daemons)
+        if (
+            init == "systemd"
+            and not running_daemons
+            and not any(state["active"] for state in units.values())
+        ):
+            # Connecting would socket-activate a stopped daemon: gathering must not start it.
+            facts["error"] = "no libvirt daemon or socket unit is active"
+            return facts
         self.libvirt_runtime(facts)
         return facts
 
@@ -530,7 +541,6 @@ class Gatherer:
 
     def libvirt_runtime(self, facts: dict[str, Any]) -> None:
         queries = [
-            "version",
             "list --all --name",
             "list --name --state-running",
             "list --name --state-paused",
@@ -549,7 +559,7 @@ class Gatherer:
             return
         facts["running"] = True
         names = [names_of(section) for section in sections]
-        all_domains, running, paused, shutoff, persistent, pools, active_pools = names[1:]
+        all_domains, running, paused, shutoff, persistent, pools, active_pools = names
         xml = self.dump_xml(
             [f"dumpxml {quote(name)}" for name in all_domains if self.with_domains]
             + [f"pool-dumpxml {quote(name)}" for name in pools]

@@ -461,6 +461,20 @@ def test_systemd_units_and_modular_layout(bare_root, bindir):
     assert libvirt["layouts_available"] == ["monolithic", "modular"]
 
 
+def test_systemd_host_with_nothing_active_is_not_socket_activated(bare_root, bindir):
+    libvirt_root(bare_root, bindir)
+    (bare_root / "run/systemd/system").mkdir(parents=True)
+    out = bare_root.parent / "show.txt"
+    out.write_text(SYSTEMCTL_SHOW.split("\n\n")[0] + "\n")  # libvirtd.service inactive
+    script(bindir, "systemctl", f"cat {out}")
+    marker = bare_root.parent / "virsh-called"
+    script(bindir, "virsh", f"touch {marker}; exit 1")
+    libvirt = gather(bare_root)[0]["libvirt"]
+    assert not marker.exists()
+    assert libvirt["running"] is False
+    assert libvirt["error"] == "no libvirt daemon or socket unit is active"
+
+
 @pytest.mark.parametrize(
     ("libvirtd", "virtqemud", "init", "units", "running", "mode"),
     [
