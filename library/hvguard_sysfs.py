@@ -15,8 +15,8 @@ description:
     writes the value when it differs.
   - Attributes that list choices with the active one in brackets (C(always [madvise] never))
     are compared on the bracketed word.
-  - After a write the attribute is read again; if the kernel did not take the value the
-    module fails instead of reporting success.
+  - After a write the attribute is read again; unless it reads back as the written value
+    (or one that C(match) accepts) the module fails instead of reporting success.
   - This changes the running kernel only; persisting the setting (kernel command line,
     sysctl.d, a unit) is the calling role's job.
   - In check mode nothing is written; C(changed) means the attribute differs (drift).
@@ -163,7 +163,9 @@ def ensure(path: str, value: str, match: str | None, check_mode: bool) -> dict[s
         write_attr(path, value)
         after = read_attr(path)
         current = effective(after)
-        if not is_compliant(after, value, match):
+        # The kernel took the value if it reads back as written (a match that never
+        # matches forces a write) or as something the match accepts.
+        if current != value.strip() and not is_compliant(after, value, match):
             raise SysfsError(f"wrote {value!r} to {path} but it reads back as {after.strip()!r}")
     return {
         "changed": changed,

@@ -100,6 +100,15 @@ def test_match_uses_selected_word(thp, capsys):
     assert run_module(mod, capsys, args, check=True)["changed"] is False
 
 
+def test_never_matching_match_forces_a_write_that_still_verifies(ksm_run, capsys):
+    # The memory role forces run=2 (unmerge) while pages are still shared with '^(?!)'.
+    ksm_run.write_text("2\n")
+    args = {"path": str(ksm_run), "value": "2", "match": "^(?!)"}
+    result = run_module(mod, capsys, args)
+    assert result["changed"] is True
+    assert ksm_run.read_text() == "2"
+
+
 def test_invalid_regex_fails(ksm_run, capsys):
     result = run_module(mod, capsys, {"path": str(ksm_run), "value": "0", "match": "("})
     assert result["failed"] is True
