@@ -253,6 +253,7 @@ class Gatherer:
     timeout: int = 10
     with_domains: bool = True
     uri: str = URI  # tests point this at libvirt's test:///default driver
+    qemu_run_dir: str = "/run/libvirt/qemu"  # where qemu:///system keeps <domain>.pid
     runner: Callable[[list[str], int], CmdResult] = run_command
     warnings: list[str] = field(default_factory=list)
 
@@ -624,7 +625,8 @@ class Gatherer:
         return facts
 
     def process_facts(self, name: str, state: str) -> dict[str, Any]:
-        pid = self.read_int(f"/run/libvirt/qemu/{name}.pid") if state != "shutoff" else None
+        pidfile = f"{self.qemu_run_dir}/{name}.pid"
+        pid = self.read_int(pidfile) if state != "shutoff" else None
         if pid is not None and not self.exists(f"/proc/{pid}"):
             pid = None
         started = self.process_start(pid) if pid else None
