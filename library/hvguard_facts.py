@@ -650,9 +650,13 @@ class Gatherer:
     # -- qemu, network, lvm --------------------------------------------------------------
     def qemu_facts(self) -> dict[str, Any]:
         binaries = []
-        for directory in ("/usr/bin", "/usr/libexec", "/usr/local/bin"):
+        for directory in ("/usr/bin", "/usr/local/bin", "/usr/libexec"):
             for entry in self.listdir(directory):
-                if entry.startswith("qemu-system-") or entry == "qemu-kvm":
+                # libexec holds RHEL's qemu-kvm, and on Debian a Xen helper copy: skip that.
+                wanted = entry == "qemu-kvm" or (
+                    entry.startswith("qemu-system-") and directory != "/usr/libexec"
+                )
+                if wanted:
                     binaries.append(f"{directory}/{entry}")
         version = None
         preferred = sorted(binaries, key=lambda b: not b.endswith(("x86_64", "qemu-kvm")))

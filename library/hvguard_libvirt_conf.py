@@ -156,12 +156,14 @@ def write_atomic(module: AnsibleModule, path: str, text: str, existed: bool) -> 
 def run(module: AnsibleModule) -> dict[str, Any]:
     params = module.params
     path: str = params["path"]
-    before = read_text(path)
+    # Edit a symlink's target rather than replacing the link with a file.
+    real = os.path.realpath(path)
+    before = read_text(real)
     existed = before is not None
     if not existed:
         if not params["create"]:
             module.fail_json(msg=f"{path} does not exist (set create=true to create it)", path=path)
-        if not os.path.isdir(os.path.dirname(path) or "."):
+        if not os.path.isdir(os.path.dirname(real) or "."):
             module.fail_json(msg=f"directory of {path} does not exist", path=path)
         before = ""
     try:
@@ -182,10 +184,10 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         }
     if changed and not module.check_mode:
         if params["backup"] and existed:
-            result["backup_file"] = module.backup_local(path)
-        write_atomic(module, path, after, existed)
+            result["backup_file"] = module.backup_local(real)
+        write_atomic(module, real, after, existed)
     if existed or not module.check_mode:
-        file_args = module.load_file_common_arguments(params)
+        file_args = module.load_file_common_arguments(params, path=real)
         result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
     return result
 

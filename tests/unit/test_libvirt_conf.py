@@ -141,6 +141,15 @@ def test_missing_file_needs_create(tmp_path, capsys):
     assert run_module(mod, capsys, args)["changed"] is False
 
 
+def test_symlink_target_is_edited_and_link_kept(conf, capsys):
+    link = conf.parent / "link.conf"
+    link.symlink_to(conf.name)
+    result = run_module(mod, capsys, {"path": str(link), "settings": {"listen_tls": 1}})
+    assert result["changed"] is True
+    assert link.is_symlink()
+    assert virconf.VirConf(conf.read_text()).get("listen_tls") == 1
+
+
 def test_backup_keeps_previous_content(conf, capsys):
     result = run_module(mod, capsys, {"path": str(conf), "settings": SETTINGS, "backup": True})
     backup = Path(result["backup_file"])
