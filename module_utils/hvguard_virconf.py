@@ -27,6 +27,7 @@ ConfValue = int | str | list
 MANAGED_HEADER = "# Managed by hvguard"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\Z")
 _BLANK = " \t"
+_DIGITS = "0123456789"
 _EOL = "\n\r"
 
 
@@ -139,7 +140,7 @@ class _Parser:
             return self.string()
         if char == "[":
             return self.list_value()
-        if char.isdigit() or char in "+-":
+        if char in _DIGITS + "+-":
             return self.number()
         raise self.error("expecting a value")
 
@@ -169,9 +170,9 @@ class _Parser:
         start = self.pos
         if self.cur() in "+-":
             self.pos += 1
-        if not self.cur().isdigit():
+        if not self.cur() or self.cur() not in _DIGITS:
             raise self.error("unterminated number")
-        while self.cur().isdigit() and self.cur().isascii():
+        while self.cur() and self.cur() in _DIGITS:
             self.pos += 1
         return int(self.text[start : self.pos])
 

@@ -122,6 +122,10 @@ BAD = [
     ("\n\n", 3, "expecting a name"),
     ("a =\n", 1, "expecting a value"),
     ("_a = 1\n", 1, "expecting a name"),
+    ("a = \u00b2\n", 1, "expecting a value"),
+    ("a = -\u0663\n", 1, "unterminated number"),
+    ("\u00e9t\u00e9 = 1\n", 1, "expecting a name"),
+    ("a = 12\u00b2\n", 1, "expecting a separator"),
 ]
 
 
@@ -303,3 +307,61 @@ def test_verify_guards_against_wrong_result():
         virconf.verify("a = 2\n", {"a": 1}, [])
     with pytest.raises(virconf.VirConfError, match="still present"):
         virconf.verify("a = 2\n", {}, ["a"])
+
+
+def _random_snippet(rng) -> str:
+    """Mostly-valid virconf built from tokens, with the edge cases the grammar has."""
+    tokens = [
+        "a", "key_1", "x9", "_bad", "9bad", " ", "\t", "\n", "\r\n", "=", " = ", ";", ",",
+        "[", "]", "# c", "1", "-2", "+3", "-", '"s"', "'q'", '"un', '"""t\n"""', '"""',
+        "'", '"', "é", "²",
+    ]  # fmt: skip
+    parts = []
+    for _ in range(rng.randint(1, 4)):
+        if rng.random() < 0.6:
+            value = rng.choice(['"v"', "'w'", "12", "-3", "[ ]", '[ "a",\n "b", ]', '"""m\nl"""'])
+            name = rng.choice(["k", "key_2", "z"])
+            end = rng.choice(["\n", ";", " # c\n"])
+            parts.append(f"{name} = {value}{end}")
+        else:
+            parts.append("".join(rng.choice(tokens) for _ in range(rng.randint(1, 6))))
+    return "".join(parts)
+
+
+MUTATION_BASE = (
+    '# header\nlisten_tls = 1\nauth_tls = "none" # why\n'
+    "tls_allowed_dn_list = [ \"O=x,CN=a\",\n    'CN=b', ]\n"
+    'n = -5; s = """two\nlines"""\n'
+)
+
+
+def _mutated_snippet(rng) -> str:
+    """The base text with one to three random single-character edits."""
+    text = MUTATION_BASE
+    for _ in range(rng.randint(1, 3)):
+        pos = rng.randrange(len(text) + 1)
+        if rng.random() < 0.5 and pos < len(text):
+            text = text[:pos] + text[pos + 1 :]
+        else:
+            text = text[:pos] + rng.choice("\"'[],;=#\n \t-a1_") + text[pos:]
+    return text
+
+
+@pytest.mark.skipif(VIRTLOGD is None, reason="virtlogd (libvirt's parser) not installed")
+@pytest.mark.parametrize("generator", [_random_snippet, _mutated_snippet])
+def test_random_snippets_match_libvirt(tmp_path, generator):
+    import random
+
+    rng = random.Random(20261126)
+    mismatches = []
+    for _ in range(150):
+        text = generator(rng)
+        try:
+            virconf.validate(text)
+            ours: tuple[str, int | None] = ("ok", None)
+        except virconf.VirConfError as exc:
+            ours = ("syntax", exc.line)
+        theirs = libvirt_verdict(tmp_path, text, valid_expected=ours[0] == "ok")
+        if ours != theirs:
+            mismatches.append((text, ours, theirs))
+    assert mismatches == []
