@@ -1,0 +1,165 @@
+"""Bad input to hvguard_migration_tls fails before the first change, naming the problem.
+
+Each case runs the role (check mode, so even a wrong pass cannot touch this host) against
+localhost and asserts: the run failed, the failure is the validation step with the
+expected message, and not a single task after validation ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "tls"))
+import tlslab  # noqa: E402
+
+PLAYBOOK = ROOT / "tests" / "fixtures" / "tls" / "role.yml"
+ANSIBLE = ROOT / ".venv" / "bin" / "ansible-playbook"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not ANSIBLE.exists() or not shutil.which("virsh"),
+    reason="needs root, the venv and libvirt clients (hvguard_facts probes the host)",
+)
+
+
+def _inventory(tmp_path: Path, group: str = "hypervisors") -> Path:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "children": {
+                        group: {
+                            "hosts": {
+                                "localhost": {
+                                    "ansible_connection": "local",
+                                    "ansible_python_interpreter": sys.executable,
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
+    return inv
+
+
+def _run(tmp_path: Path, extra: dict, group: str = "hypervisors") -> tuple[int, str]:
+    extra = {
+        "hvguard_migration_tls_ca_dir": str(tmp_path / "ca"),
+        "hvguard_migration_tls_addresses": ["127.0.0.1"],
+        **extra,
+    }
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        HVGUARD_REPORT_DIR=str(tmp_path / "reports"),
+        ANSIBLE_NOCOLOR="1",
+    )
+    proc = subprocess.run(
+        [
+            str(ANSIBLE),
+            "-i",
+            str(_inventory(tmp_path, group)),
+            str(PLAYBOOK),
+            "--check",
+            "-e",
+            json.dumps(extra),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _assert_stopped_before_changes(rc: int, out: str, message: str) -> None:
+    assert rc != 0, out
+    assert message in out, out
+    # Nothing after validation ran: no control task at all.
+    assert "TASK [hvguard_migration_tls : HVG-MIG" not in out, out
+
+
+def test_missing_ca_material_when_generation_is_off(tmp_path):
+    rc, out = _run(tmp_path, {"hvguard_migration_tls_ca_generate": False})
+    _assert_stopped_before_changes(rc, out, "missing CA material")
+
+
+def test_key_that_does_not_match_its_certificate(tmp_path):
+    ca = tlslab.CA.create("byo CA")
+    server = ca.issue("localhost", server=True)
+    client = ca.issue("localhost", server=False)
+    rc, out = _run(
+        tmp_path,
+        {
+            "hvguard_migration_tls_ca_generate": False,
+            "hvguard_migration_tls_ca_cert": ca.pem.decode(),
+            "hvguard_migration_tls_server_cert": server.cert.decode(),
+            "hvguard_migration_tls_server_key": client.key.decode(),  # the wrong key
+            "hvguard_migration_tls_client_cert": client.cert.decode(),
+            "hvguard_migration_tls_client_key": client.key.decode(),
+        },
+    )
+    _assert_stopped_before_changes(
+        rc, out, "hvguard_migration_tls_server_key does not match hvguard_migration_tls_server_cert"
+    )
+    assert "BEGIN PRIVATE KEY" not in out  # keys never reach the log
+
+
+def test_certificate_from_another_ca(tmp_path):
+    ca = tlslab.CA.create("byo CA")
+    other = tlslab.CA.create("other CA")
+    server = other.issue("localhost", server=True)
+    client = ca.issue("localhost", server=False)
+    rc, out = _run(
+        tmp_path,
+        {
+            "hvguard_migration_tls_ca_generate": False,
+            "hvguard_migration_tls_ca_cert": ca.pem.decode(),
+            "hvguard_migration_tls_server_cert": server.cert.decode(),
+            "hvguard_migration_tls_server_key": server.key.decode(),
+            "hvguard_migration_tls_client_cert": client.cert.decode(),
+            "hvguard_migration_tls_client_key": client.key.decode(),
+        },
+    )
+    _assert_stopped_before_changes(rc, out, "was not issued by")
+
+
+def test_empty_allow_list(tmp_path):
+    rc, out = _run(
+        tmp_path,
+        {
+            "hvguard_migration_tls_hypervisor_group": "no_such_group",
+            "hvguard_migration_tls_firewall_enabled": False,
+        },
+    )
+    _assert_stopped_before_changes(rc, out, "the TLS allow-list would be empty")
+
+
+def test_unknown_daemon_layout(tmp_path):
+    rc, out = _run(tmp_path, {"hvguard_migration_tls_daemon_mode": "split"})
+    _assert_stopped_before_changes(rc, out, "hvguard_migration_tls_daemon_mode")
+    assert "split" in out
+
+
+def test_firewall_without_peer_addresses(tmp_path):
+    rc, out = _run(tmp_path, {"hvguard_migration_tls_addresses": []})
+    _assert_stopped_before_changes(rc, out, "HVG-MIG-005 needs hvguard_migration_tls_addresses")
+
+
+def test_good_input_passes_validation(tmp_path):
+    """Positive control: the same harness with valid input gets past validation."""
+    _, out = _run(tmp_path, {})
+    assert "TASK [hvguard_migration_tls : HVG-MIG-001" in out, out
+    assert not (tmp_path / "ca").exists()  # check mode: the controller CA was not created
