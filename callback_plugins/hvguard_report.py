@@ -454,6 +454,8 @@ class PlayRecord:
     name: str
     expected: set[str] = field(default_factory=set)
     stopped: dict[str, dict[str, str]] = field(default_factory=dict)
+    check_mode: bool | None = None  # the play's check_mode (keyword or --check)
+    results: int = 0
 
 
 class Aggregator:
@@ -471,8 +473,10 @@ class Aggregator:
         self.results = 0
         self.modes = {"check": 0, "apply": 0}
 
-    def start_play(self, name: str, expected: Iterable[str]) -> None:
-        self.plays.append(PlayRecord(name=name, expected=set(expected)))
+    def start_play(
+        self, name: str, expected: Iterable[str], check_mode: bool | None = None
+    ) -> None:
+        self.plays.append(PlayRecord(name=name, expected=set(expected), check_mode=check_mode))
 
     def expect(self, control_ids_: Iterable[str]) -> None:
         """Controls discovered while the play runs (dynamically included roles)."""
@@ -492,6 +496,8 @@ class Aggregator:
         """Account one final task result; returns control IDs not in the catalogue."""
         self.results += 1
         self.modes["check" if check_mode else "apply"] += 1
+        if self.plays:
+            self.plays[-1].results += 1
         self._capture_reboot(host, result)
         known, unknown = control_ids(tags, self.catalogue)
         fresh_unknown = [u for u in unknown if u not in self.unknown_ids]
@@ -553,6 +559,21 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def run_mode(agg: Aggregator, cli_check: bool) -> str:
+    """check | apply | mixed. Plays may force check mode without --check, and read-only
+    probes run with check_mode: false inside an audit, so the plays decide, not the tasks."""
+    if cli_check:
+        return "check"
+    plays = {p.check_mode for p in agg.plays if p.results}
+    if plays and None not in plays:
+        counts = {"check": int(True in plays), "apply": int(False in plays)}
+    else:
+        counts = agg.modes
+    if counts["check"] and counts["apply"]:
+        return "mixed"
+    return "check" if counts["check"] else "apply"
+
+
 def build_report(agg: Aggregator, run: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON report (schema 1.0) from the aggregated state and run metadata."""
     cells = agg.final_cells()
@@ -581,13 +602,7 @@ def build_report(agg: Aggregator, run: Mapping[str, Any]) -> dict[str, Any]:
         "reboot_required": sorted(h for h, v in agg.reboot.items() if v),
     }
     run = dict(run)
-    # Plays may force check mode without --check: describe what the results were.
-    if agg.modes["check"] and agg.modes["apply"]:
-        run["mode"] = "mixed"
-    elif agg.modes["check"] or run.get("check_mode"):
-        run["mode"] = "check"
-    else:
-        run["mode"] = "apply"
+    run["mode"] = run_mode(agg, bool(run.get("check_mode")))
     run["check_mode"] = bool(run.get("check_mode")) or run["mode"] == "check"
     return {
         "schema_version": SCHEMA_VERSION,
@@ -1120,8 +1135,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
             only_tags=_cli("tags", ("all",)) or ("all",),
             skip_tags=_cli("skip_tags", ()) or (),
         )
+        check_mode = getattr(play, "check_mode", None)
         with self._lock:
-            self._agg.start_play(play.get_name(), expected)
+            self._agg.start_play(
+                play.get_name(), expected, None if check_mode is None else bool(check_mode)
+            )
 
     def _handle(self, result: Any, outcome: str, stops_host: bool = False) -> None:
         if self._agg is None:

@@ -477,7 +477,7 @@ def test_report_validates_against_the_documented_schema() -> None:
         "disa_vmm_srg": [],
         "nist_800_125a": [],
     }
-    assert report["run"]["mode"] == "mixed"
+    assert report["run"]["mode"] == "check"  # --check wins over per-result modes
 
 
 def test_schema_rejects_a_wrong_status() -> None:
@@ -495,6 +495,20 @@ def test_empty_report_passes_and_validates() -> None:
     assert report["run"]["mode"] == "apply"
     for render in (hr.render_junit, hr.render_html, hr.render_markdown):
         assert render(report)
+
+
+def test_run_mode_follows_the_plays_not_read_only_probes() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("audit", {M1}, check_mode=True)
+    agg.record("h", "probe", [M1], "ok", {}, False)  # check_mode: false probe
+    agg.record("h", "edit", [M1], "ok", {"changed": True}, True)
+    agg.start_play("no results", set(), check_mode=False)
+    assert hr.run_mode(agg, cli_check=False) == "check"
+    agg.start_play("apply", {M1}, check_mode=False)
+    agg.record("h", "edit", [M1], "ok", {"changed": True}, False)
+    assert hr.run_mode(agg, cli_check=False) == "mixed"
+    assert hr.run_mode(agg, cli_check=True) == "check"
+    assert hr.build_report(agg, run_meta(check_mode=False))["run"]["check_mode"] is False
 
 
 def test_no_catalogue_never_passes() -> None:
