@@ -410,6 +410,45 @@ def test_expected_controls_include_tagged_ids_outside_roles() -> None:
     assert hr.expected_controls(CATALOGUE, [], [G1, "HVG-NOPE-001"]) == {G1}
 
 
+def test_rescue_detection_on_real_ansible_blocks() -> None:
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play import Play
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.vars.manager import VariableManager
+
+    init_plugin_loader()
+    loader = DataLoader()
+    variables = VariableManager(loader=loader, inventory=InventoryManager(loader, "localhost,"))
+    dbg = {"ansible.builtin.debug": {"msg": "x"}}
+    play = Play.load(
+        {
+            "hosts": "all",
+            "tasks": [
+                {"name": "plain", **dbg, "tags": [M1]},
+                {
+                    "block": [{"name": "inner", **dbg}, {"block": [{"name": "deep", **dbg}]}],
+                    "rescue": [{"name": "in-rescue", **dbg}],
+                    "always": [{"name": "in-always", **dbg}],
+                },
+                {"block": [{"name": "no-rescue", **dbg}], "always": [{"name": "always2", **dbg}]},
+            ],
+        },
+        variable_manager=variables,
+        loader=loader,
+    )
+    rescued = {t.get_name(): hr._will_be_rescued(t) for t in hr._walk_tasks(play.tasks)}
+    assert rescued == {
+        "plain": False,
+        "inner": True,
+        "deep": True,
+        "in-rescue": False,
+        "in-always": False,
+        "no-rescue": False,
+        "always2": False,
+    }
+
+
 def test_control_ids_split() -> None:
     assert hr.control_ids(["memory", M1, M1, "HVG-XX-1", "HVG-ZZZ-123", None], CATALOGUE) == (
         [M1],
@@ -629,7 +668,8 @@ def test_real_catalogue_loads_with_required_fields() -> None:
 
 # -- real ansible-playbook runs -------------------------------------------------------
 
-HOSTS = ("hv1", "hv2")
+HOSTS = ("hv1", "hv2")  # local connection; hv3 in the inventory is unreachable
+UNREACHABLE_RC = 4  # ansible-playbook's exit code when a host was unreachable
 
 
 def prepare(tmp_path: Path) -> Path:
@@ -690,7 +730,8 @@ def audit_run(tmp_path_factory):
 
 def test_audit_run_statuses(audit_run) -> None:
     tmp_path, _, _, proc = audit_run
-    assert proc.returncode == 2, proc.stdout + proc.stderr  # hv2 fails on purpose
+    # hv2 fails and hv3 is unreachable on purpose
+    assert proc.returncode == UNREACHABLE_RC, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "reports" / "hvguard-report.json").read_text())
     jsonschema.validate(report, schema())
     statuses = {
@@ -718,7 +759,17 @@ def test_audit_run_statuses(audit_run) -> None:
         "HVG-MIG-002": "error",
         "HVG-MIG-006": "error",
     }
+    # hv3 is unreachable: the skip needs no connection, the first real task fails to connect
+    hv3 = {cid: c["status"] for cid, c in report["hosts"]["hv3"]["controls"].items()}
+    assert hv3 == {cid: "error" for cid in statuses["hv1"]} | {"HVG-MEM-001": "disabled"}
+    unreachable = report["hosts"]["hv3"]["controls"]["HVG-MEM-002"]["evidence"][0]
+    assert unreachable["result"] == "unreachable"
+    assert (
+        report["hosts"]["hv3"]["controls"]["HVG-MEM-003"]["evidence"][0]["result"] == "host_failed"
+    )
     hv1 = report["hosts"]["hv1"]
+    # the two-item loop and the set_fact: two results, the loop's items not counted again
+    assert hv1["controls"]["HVG-MIG-001"]["results"] == 2
     mem003 = hv1["controls"]["HVG-MEM-003"]["evidence"][0]
     assert "-dump_guest_core = 1\n+dump_guest_core = 0" in mem003["diff"]
     mig001 = hv1["controls"]["HVG-MIG-001"]["evidence"]
@@ -759,27 +810,27 @@ def test_audit_run_other_formats(audit_run) -> None:
     out = tmp_path / "reports"
     root = ET.parse(out / "hvguard-report.junit.xml").getroot()
     assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == (
-        "16",
+        "24",
         "4",
-        "4",
-        "4",
+        "11",
+        "5",
     )
     page = (out / "hvguard-report.html").read_text()
-    assert re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page) == ["hv1", "hv2"]
+    assert re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page) == ["hv1", "hv2", "hv3"]
     # the fixture catalogue title carries markup: it must arrive escaped
     assert "&lt;drift &amp; &quot;quotes&quot;&gt;" in page
     assert "<drift &" not in page
     md = (out / "hvguard-report.md").read_text()
     assert '| HVG-MEM-003 | Fixture file that differs &lt;drift &amp; "quotes"&gt; | medium |' in md
-    assert "<details><summary>HVG-MEM-003: drift or error on 2 host(s)</summary>" in md
+    assert "<details><summary>HVG-MEM-003: drift or error on 3 host(s)</summary>" in md
     assert "report: " + str(out / "hvguard-report.json") in proc.stdout
-    assert re.search(r"HVG-MEM-003 +Fixture file that differs.* +0 +2 +0 +0 +0 +0", proc.stdout)
+    assert re.search(r"HVG-MEM-003 +Fixture file that differs.* +0 +2 +1 +0 +0 +0", proc.stdout)
 
 
 def test_apply_run_remediates_then_is_compliant(tmp_path) -> None:
     data = prepare(tmp_path)
     first = run_fixture(tmp_path, data, check=False, reports="first")
-    assert first.returncode == 2, first.stdout + first.stderr
+    assert first.returncode == UNREACHABLE_RC, first.stdout + first.stderr
     report = json.loads((tmp_path / "first" / "hvguard-report.json").read_text())
     hv1 = {cid: c["status"] for cid, c in report["hosts"]["hv1"]["controls"].items()}
     assert hv1["HVG-MEM-003"] == "remediated"
@@ -789,7 +840,7 @@ def test_apply_run_remediates_then_is_compliant(tmp_path) -> None:
     assert (data / "hv1-mem003.conf").read_text() == "dump_guest_core = 0\n"
 
     second = run_fixture(tmp_path, data, check=False, reports="second")
-    assert second.returncode == 2
+    assert second.returncode == UNREACHABLE_RC
     report = json.loads((tmp_path / "second" / "hvguard-report.json").read_text())
     hv1 = {cid: c["status"] for cid, c in report["hosts"]["hv1"]["controls"].items()}
     assert hv1["HVG-MEM-003"] == hv1["HVG-MIG-001"] == "compliant"
@@ -799,5 +850,5 @@ def test_unwritable_report_dir_warns_but_does_not_break_the_run(tmp_path) -> Non
     data = prepare(tmp_path)
     (tmp_path / "blocked").write_text("a file where the report dir should be")
     proc = run_fixture(tmp_path, data, check=True, reports="blocked")
-    assert proc.returncode == 2  # hv2's planned failure, nothing else
+    assert proc.returncode == UNREACHABLE_RC  # the planned failures, nothing else
     assert "cannot write reports" in proc.stdout + proc.stderr
