@@ -1005,6 +1005,13 @@ except ImportError:  # pure functions above stay importable without Ansible
     ANSIBLE_VERSION = "unknown"
 
 
+_INCLUDE_ACTIONS = frozenset(
+    f"{prefix}{name}"
+    for prefix in ("", "ansible.builtin.", "ansible.legacy.")
+    for name in ("include_tasks", "include_role")
+)
+
+
 def _walk_tasks(items: Iterable[Any]) -> Iterator[Any]:
     for item in items or ():
         if hasattr(item, "block") and hasattr(item, "rescue"):
@@ -1152,14 +1159,18 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         name = task.get_name() if task is not None else "?"
         tags = list(getattr(task, "tags", None) or ())
         check_mode = bool(getattr(task, "check_mode", False)) or bool(_cli("check", False))
-        role = getattr(task, "_role", None)
+        roles = {r.get_name() for r in [getattr(task, "_role", None)] if r is not None}
+        if getattr(task, "_role_name", None):
+            roles.add(str(task._role_name))  # include_role: the role is about to run
         with self._lock:
-            if role is not None:
+            if roles:
                 self._agg.expect(
-                    cid
-                    for cid, c in self._agg.catalogue.items()
-                    if c.get("role") == role.get_name()
+                    cid for cid, c in self._agg.catalogue.items() if c.get("role") in roles
                 )
+            if outcome == "ok" and getattr(task, "action", None) in _INCLUDE_ACTIONS:
+                # A dynamic include that ran says nothing about the host: what it includes
+                # does. (A skipped or failed include still counts.)
+                return
             unknown = self._agg.record(
                 host.get_name(), name, tags, outcome, data, check_mode, stops_host=stops_host
             )
