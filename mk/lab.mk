@@ -1,4 +1,59 @@
-# Placeholder until the lab lands: the lab owner replaces this file.
-.PHONY: molecule
-molecule:
-	@echo "no molecule scenarios yet"
+# VM lab and Molecule targets (included by the main Makefile). See lab/README.md and
+# molecule/README.md. Every VM boot holds the host-wide lock $(LAB_LOCK).
+LAB_NAME ?= lab
+LAB_LOCK ?= /tmp/hvguard-vm.lock
+LAB_PY := $(BIN)/python
+LAB_CACHE := $(or $(HVGUARD_LAB_CACHE),$(abspath .cache/lab))
+LAB_INVENTORY := $(LAB_CACHE)/run/$(LAB_NAME)/inventory.yml
+LAB_REPORTS := $(HVGUARD_REPORT_DIR)/$(LAB_NAME)
+
+# Mitogen: scenarios opt in with, in molecule.yml,
+#   ansible: {env: {ANSIBLE_STRATEGY_PLUGINS: ${HVGUARD_MITOGEN_STRATEGY_PLUGINS},
+#                   ANSIBLE_STRATEGY: mitogen_linear}}
+# `make ... MITOGEN=1` switches every lab run and scenario to it (the `default` scenario
+# pins linear: the pack itself must never depend on Mitogen).
+export HVGUARD_MITOGEN_STRATEGY_PLUGINS := $(shell $(BIN)/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__) + "/plugins/strategy")' 2>/dev/null)
+MITOGEN ?= 0
+ifeq ($(MITOGEN),1)
+export ANSIBLE_STRATEGY_PLUGINS := $(HVGUARD_MITOGEN_STRATEGY_PLUGINS)
+export ANSIBLE_STRATEGY := mitogen_linear
+endif
+
+# Scenarios: every molecule/<dir> with a molecule.yml, except the shared playbooks.
+MOLECULE_SCENARIOS ?= $(filter-out _shared,$(patsubst molecule/%/molecule.yml,%,$(sort $(wildcard molecule/*/molecule.yml))))
+MOLECULE_ARGS ?=
+
+.PHONY: lab lab-image lab-destroy lab-ssh lab-status molecule
+
+lab: venv deps ## Boot a lab hypervisor VM, apply site.yml, audit it (reports under reports/lab)
+	flock $(LAB_LOCK) $(LAB_PY) -m lab up --name $(LAB_NAME) --inventory $(LAB_INVENTORY)
+	HVGUARD_REPORT_DIR=$(LAB_REPORTS)/site ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml \
+	  -e hvguard_memory_reboot_ok=true
+	HVGUARD_REPORT_DIR=$(LAB_REPORTS)/audit ansible-playbook -i $(LAB_INVENTORY) --check playbooks/audit.yml
+	@echo "lab '$(LAB_NAME)' is up: make lab-ssh | make lab-destroy"
+	@echo "reports: $(LAB_REPORTS)/site (apply run), $(LAB_REPORTS)/audit (check-mode audit)"
+
+lab-image: venv ## Build (or find) the cached lab image only
+	$(LAB_PY) -m lab image
+
+lab-destroy: ## Stop the lab VM and delete its overlay
+	$(LAB_PY) -m lab down --name $(LAB_NAME)
+
+lab-ssh: ## SSH into the lab VM
+	$(LAB_PY) -m lab ssh --name $(LAB_NAME)
+
+lab-status: ## List running lab VMs
+	$(LAB_PY) -m lab status
+
+molecule: venv ## Run every Molecule scenario (MOLECULE_SCENARIOS=...), one at a time under the VM lock
+	@rc=0; failed=""; summary=""; \
+	for s in $(MOLECULE_SCENARIOS); do \
+	  t0=$$(date +%s); \
+	  echo "::: molecule test -s $$s"; \
+	  flock $(LAB_LOCK) molecule test -s $$s $(MOLECULE_ARGS) || { rc=1; failed="$$failed $$s"; }; \
+	  $(LAB_PY) -m lab down --name molecule-$$s >/dev/null 2>&1 || true; \
+	  summary="$$summary\n  $$s: $$(( $$(date +%s) - t0 ))s"; \
+	done; \
+	printf "::: molecule wall times:$$summary\n"; \
+	if [ $$rc -ne 0 ]; then echo "::: molecule FAILED:$$failed"; fi; \
+	exit $$rc
