@@ -326,13 +326,11 @@ def classify(
 
     outcome: ok | failed | failed_ignored | unreachable | skipped (the callback event).
     """
-    finding = result.get("hvguard_status")
-    if finding == "drift" and outcome in ("ok", "failed", "failed_ignored"):
+    findings = [r for r in (result, *_items(result)) if r.get("hvguard_status")]
+    drifts = [r for r in findings if r.get("hvguard_status") == "drift"]
+    if drifts and outcome in ("ok", "failed", "failed_ignored"):
         # A finding with fail_on_drift fails the host, but what it reports is drift.
-        entry = _entry(
-            task, "finding", "drift", msg=_text(result.get("msg")), evidence=result.get("evidence")
-        )
-        return "drift", [entry]
+        return "drift", [_finding_entry(task, r, "drift") for r in drifts]
     if outcome == "unreachable":
         return "error", [_entry(task, "unreachable", "error", msg=_text(result.get("msg")))]
     if outcome == "failed":
@@ -354,13 +352,18 @@ def classify(
     if changed:
         status = "drift" if check_mode else "remediated"
         return status, _change_entries(task, result, status, diff_hint=True)
-    note = None
     if outcome == "failed_ignored":
         note = "failure ignored (ignore_errors): " + _text(result.get("msg"))
-    kind = "finding" if finding == "compliant" else "ok"
-    msg = note or (_text(result.get("msg")) if finding else None)
-    evidence = result.get("evidence") if finding else None
-    return "compliant", [_entry(task, kind, "compliant", msg=msg, evidence=evidence)]
+        return "compliant", [_entry(task, "ok", "compliant", msg=note)]
+    if findings:
+        return "compliant", [_finding_entry(task, r, "compliant") for r in findings]
+    return "compliant", [_entry(task, "ok", "compliant")]
+
+
+def _finding_entry(task: str, res: Mapping[str, Any], status: str) -> dict[str, Any]:
+    label = res.get("_ansible_item_label", res.get("item"))
+    msg = _text(res.get("msg"))
+    return _entry(task, "finding", status, item=label, msg=msg, evidence=res.get("evidence"))
 
 
 # --------------------------------------------------------------------------------------

@@ -196,6 +196,27 @@ def test_finding_statuses() -> None:
     assert hr.classify("ok", "t", drift, True)[1][0]["evidence"] == [1]
 
 
+def test_finding_in_a_loop_drifts_per_item() -> None:
+    items = [
+        {"hvguard_status": "compliant", "msg": "ok", "item": "a", "_ansible_item_label": "a"},
+        {"hvguard_status": "drift", "msg": "expires", "evidence": {"d": 3}, "item": "b"},
+    ]
+    status, entries = hr.classify("ok", "t", {"results": items, "changed": False}, True)
+    assert status == "drift"
+    assert entries == [
+        {
+            "task": "t",
+            "result": "finding",
+            "status": "drift",
+            "item": "b",
+            "msg": "expires",
+            "evidence": {"d": 3},
+        }
+    ]
+    status, entries = hr.classify("ok", "t", {"results": items[:1]}, True)
+    assert (status, entries[0]["result"], entries[0]["item"]) == ("compliant", "finding", "a")
+
+
 def test_render_diff_variants() -> None:
     assert hr.render_diff([]) == ""
     assert hr.render_diff({"prepared": "PREPARED"}) == "PREPARED"
