@@ -210,6 +210,17 @@ DISTRIBUTIONS = {
     "arch": "Archlinux",
 }
 PKG_MGRS = (("apt-get", "apt"), ("dnf", "dnf"), ("yum", "yum"), ("zypper", "zypper"))
+# Which <source> attribute names an interface's source, by interface type.
+_IFACE_SOURCE = {
+    "network": ("network",),
+    "bridge": ("bridge",),
+    "direct": ("dev",),
+    "hostdev": (),
+    "user": (),
+    "ethernet": (),
+    "vhostuser": ("path",),
+}
+_ANY_SOURCE = ("bridge", "network", "dev")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:+@-]+\Z")
 _SEPARATOR = "---hvguard-section---"
 
@@ -562,8 +573,8 @@ class Gatherer:
         names = [names_of(section) for section in sections]
         all_domains, running, paused, shutoff, persistent, pools, active_pools = names
         xml = self.dump_xml(
-            [f"dumpxml {quote(name)}" for name in all_domains if self.with_domains]
-            + [f"pool-dumpxml {quote(name)}" for name in pools]
+            [("dumpxml", name) for name in all_domains if self.with_domains]
+            + [("pool-dumpxml", name) for name in pools]
         )
         domain_xml = xml[: len(all_domains)] if self.with_domains else [None] * len(all_domains)
         pool_xml = xml[len(all_domains) :] if self.with_domains else xml
@@ -577,14 +588,19 @@ class Gatherer:
             for name, text in zip(all_domains, domain_xml, strict=True)
         ]
 
-    def dump_xml(self, commands: list[str]) -> list[str | None]:
-        if not commands:
+    def dump_xml(self, items: list[tuple[str, str]]) -> list[str | None]:
+        """XML of each (verb, name): one batch, or one virsh per item if the batch fails."""
+        if not items:
             return []
-        sections = self.virsh_batch(commands)
+        sections = self.virsh_batch([f"{verb} {quote(name)}" for verb, name in items])
         if sections is not None:
             return [section.strip() or None for section in sections]
-        self.warnings.append("virsh batch dump failed; some details are missing")
-        return [None] * len(commands)
+        self.warnings.append("virsh batch dump failed; dumping one object at a time")
+        result: list[str | None] = []
+        for verb, name in items:
+            single = self.run("virsh", "-q", "-c", self.uri, verb, name)
+            result.append(single.out.strip() or None if single.rc == 0 else None)
+        return result
 
     def thin_vgs(self) -> set[str]:
         result = self.run("lvs", "--noheadings", "--separator", "|", "-o", "vg_name,lv_attr")
@@ -822,7 +838,11 @@ def domain_xml_facts(text: str) -> dict[str, Any]:
     interfaces = [
         {
             "type": iface.get("type"),
-            "source": _attr(iface.find("source"), "bridge", "network", "dev"),
+            "source": _attr(
+                iface.find("source"), *_IFACE_SOURCE.get(iface.get("type"), _ANY_SOURCE)
+            ),
+            # The bridge the tap is on (live XML names it for type=network too).
+            "bridge": _attr(iface.find("source"), "bridge"),
             "target_dev": _attr(iface.find("target"), "dev"),
             "mac": _attr(iface.find("mac"), "address"),
             "model": _attr(iface.find("model"), "type"),

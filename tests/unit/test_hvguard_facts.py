@@ -7,6 +7,7 @@ modes (no connection, hanging virsh) use tiny fake commands put first on PATH.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -345,6 +346,7 @@ def test_libvirt_domains_pools_from_real_virsh(bare_root, bindir):
         {
             "type": "bridge",
             "source": "br0",
+            "bridge": "br0",
             "target_dev": "testnet0",
             "mac": "52:54:00:00:00:01",
             "model": "virtio",
@@ -364,6 +366,119 @@ def test_libvirt_domains_pools_from_real_virsh(bare_root, bindir):
         "version": "7.2.22",
         "binaries": ["/usr/bin/qemu-system-x86_64"],
     }
+
+
+def fake_virsh_state(tmp_path: Path, connect: bool = True) -> Path:
+    """State for tests/fixtures/modules/bin/virsh: canned QEMU-style XML."""
+    xml = ROOT / "tests" / "fixtures" / "modules" / "libvirt"
+    state = {
+        "connect": connect,
+        "domains": [
+            {"name": "vm1", "state": "running", "persistent": True, "xml": str(xml / "vm1.xml")},
+            {"name": "old", "state": "shutoff", "persistent": True, "xml": str(xml / "old.xml")},
+            {"name": "gone", "state": "paused", "persistent": False, "xml": "/nonexistent"},
+        ],
+        "pools": [
+            {"name": "lvmpool", "active": True, "xml": str(xml / "pool-lvm.xml")},
+            {"name": "images", "active": False, "xml": str(xml / "pool-images.xml")},
+        ],
+    }
+    path = tmp_path / "virsh-state.json"
+    path.write_text(json.dumps(state))
+    return path
+
+
+def test_libvirt_from_canned_virsh(bare_root, bindir, monkeypatch, tmp_path):
+    libvirt_root(bare_root, bindir)
+    shutil.copy(ROOT / "tests" / "fixtures" / "modules" / "bin" / "virsh", bindir / "virsh")
+    state = fake_virsh_state(tmp_path)
+    monkeypatch.setenv("HVGUARD_FAKE_VIRSH_STATE", str(state))
+    put(bare_root, "/run/libvirt/qemu/vm1.pid", "999999")  # stale: no such process
+    facts, warnings = gather(bare_root)
+    libvirt = facts["libvirt"]
+    assert warnings == []
+    assert libvirt["running"] is True, libvirt["error"]
+    calls = [json.loads(line) for line in Path(f"{state}.log").read_text().splitlines()]
+    virsh_processes = [c for c in calls if c != ["--version"]]
+    assert len(virsh_processes) == 3  # probe, lists, one batch for every XML
+    assert {p["name"]: (p["type"], p["active"], p["thin"]) for p in libvirt["pools"]} == {
+        "lvmpool": ("logical", True, False),  # the fake lvs knows no thin pool in vgthin
+        "images": ("dir", False, False),
+    }
+    domains = {d["name"]: d for d in libvirt["domains"]}
+    vm1 = domains["vm1"]
+    assert (vm1["state"], vm1["persistent"], vm1["qemu_pid"]) == ("running", True, None)
+    assert vm1["memory_backing"] == {"nosharepages": True}
+    assert vm1["disks"] == [
+        {
+            "target": "vda",
+            "source": "lvmpool/vm1-root",
+            "type": "volume",
+            "format": "raw",
+            "device": "disk",
+        },
+        {
+            "target": "vdb",
+            "source": "rbd/vm1-data",
+            "type": "network",
+            "format": "raw",
+            "device": "disk",
+        },
+    ]
+    assert vm1["interfaces"] == [
+        {
+            "type": "network",
+            "source": "default",
+            "bridge": "virbr0",
+            "target_dev": "vnet2",
+            "mac": "52:54:00:aa:bb:01",
+            "model": "virtio",
+        },
+        {
+            "type": "direct",
+            "source": "eth1",
+            "bridge": None,
+            "target_dev": "macvtap0",
+            "mac": "52:54:00:aa:bb:02",
+            "model": "virtio",
+        },
+    ]
+    assert (domains["old"]["state"], domains["old"]["memory_backing"]) == (
+        "shutoff",
+        {"nosharepages": False},
+    )
+    # A domain that vanished between the list and the dump keeps its list facts only.
+    assert domains["gone"]["state"] == "paused"
+    assert domains["gone"]["persistent"] is False
+    assert "disks" not in domains["gone"]
+
+
+def test_batch_dump_failure_falls_back_to_single_dumps(bare_root, bindir, monkeypatch, tmp_path):
+    libvirt_root(bare_root, bindir)
+    shutil.copy(ROOT / "tests" / "fixtures" / "modules" / "bin" / "virsh", bindir / "virsh")
+    state = fake_virsh_state(tmp_path)
+    data = json.loads(state.read_text())
+    data["crash_on"] = "old"
+    state.write_text(json.dumps(data))
+    monkeypatch.setenv("HVGUARD_FAKE_VIRSH_STATE", str(state))
+    facts, warnings = gather(bare_root)
+    assert warnings == ["virsh batch dump failed; dumping one object at a time"]
+    domains = {d["name"]: d for d in facts["libvirt"]["domains"]}
+    assert domains["vm1"]["memory_backing"] == {"nosharepages": True}
+    assert domains["old"]["uuid"] == "6a3c8f0e-2222-4c1e-9d7e-0a0b0c0d0e0f"
+    assert {p["name"]: p["type"] for p in facts["libvirt"]["pools"]} == {
+        "lvmpool": "logical",
+        "images": "dir",
+    }
+
+
+def test_canned_virsh_not_connecting(bare_root, bindir, monkeypatch, tmp_path):
+    libvirt_root(bare_root, bindir)
+    shutil.copy(ROOT / "tests" / "fixtures" / "modules" / "bin" / "virsh", bindir / "virsh")
+    monkeypatch.setenv("HVGUARD_FAKE_VIRSH_STATE", str(fake_virsh_state(tmp_path, False)))
+    libvirt = gather(bare_root)[0]["libvirt"]
+    assert (libvirt["running"], libvirt["domains"], libvirt["pools"]) == (False, [], [])
+    assert "failed to connect" in libvirt["error"]
 
 
 @needs_virsh
