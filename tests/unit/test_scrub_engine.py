@@ -251,6 +251,12 @@ def test_crash_before_move_is_completed_on_resume(env):
     eng.save_job(cfg, job)  # what a crash between the journal write and rename leaves
     assert "moving" in run_cli("queue").stdout
     assert eng.run_queue(cfg) == 0
+    assert vol.exists()  # a fresh "moving" job may belong to a command still moving it
+    path = cfg.jobs_dir / f"{job['id']}.json"
+    stale = json.loads(path.read_text())
+    stale["updated"] -= 3600  # the crash was a while ago
+    path.write_text(json.dumps(stale))
+    assert eng.run_queue(cfg) == 0
     assert not vol.exists()
     assert not Path(job["quarantine"]).exists()
     assert eng.load_jobs(cfg) == []
