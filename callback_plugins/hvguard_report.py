@@ -477,9 +477,20 @@ class Aggregator:
         self.modes = {"check": 0, "apply": 0}
 
     def start_play(
-        self, name: str, expected: Iterable[str], check_mode: bool | None = None
+        self,
+        name: str,
+        expected: Iterable[str],
+        check_mode: bool | None = None,
+        hosts: Iterable[str] = (),
     ) -> None:
-        self.plays.append(PlayRecord(name=name, expected=set(expected), check_mode=check_mode))
+        """``hosts``: the play's target hosts. Those that stopped in an earlier play are left
+        out of this one by Ansible, so its controls never run on them either."""
+        play = PlayRecord(name=name, expected=set(expected), check_mode=check_mode)
+        for host in hosts:
+            earlier = next((p.stopped[host] for p in self.plays if host in p.stopped), None)
+            if earlier is not None:
+                play.stopped[host] = {**earlier, "msg": "in an earlier play: " + earlier["msg"]}
+        self.plays.append(play)
 
     def expect(self, control_ids_: Iterable[str]) -> None:
         """Controls discovered while the play runs (dynamically included roles)."""
@@ -1045,6 +1056,15 @@ def _will_be_rescued(task: Any) -> bool:
     return False
 
 
+def _play_hosts(play: Any) -> list[str]:
+    """Names of the hosts a play (batch) targets; empty when that cannot be told."""
+    try:
+        inventory = play.get_variable_manager()._inventory
+        return [h.get_name() for h in inventory.get_hosts(play.hosts)]
+    except Exception:  # only an optimisation of the report: never break the run
+        return []
+
+
 def _cli(key: str, default: Any = None) -> Any:
     if context is None:
         return default
@@ -1148,7 +1168,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         check_mode = getattr(play, "check_mode", None)
         with self._lock:
             self._agg.start_play(
-                play.get_name(), expected, None if check_mode is None else bool(check_mode)
+                play.get_name(),
+                expected,
+                None if check_mode is None else bool(check_mode),
+                hosts=_play_hosts(play),
             )
 
     def _handle(self, result: Any, outcome: str, stops_host: bool = False) -> None:

@@ -382,6 +382,22 @@ def test_host_failed_before_the_control_ran_is_error_for_missing_controls_only()
     assert set(cells["good"]) == {M1, M2, G1}
 
 
+def test_host_stopped_in_an_earlier_play_errors_in_later_plays_it_targets() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("memory", {M1}, hosts=["bad", "good"])
+    agg.record("bad", "facts", [], "failed", {"msg": "no python"}, True, stops_host=True)
+    agg.record("good", "t", [M1], "ok", {}, True)
+    agg.start_play("migration", {G1}, hosts=["bad", "good"])
+    agg.record("good", "t", [G1], "ok", {}, True)
+    agg.start_play("elsewhere", {M2}, hosts=["good"])
+    agg.record("good", "t", [M2], "ok", {}, True)
+    cells = agg.final_cells()
+    assert cells["bad"][G1]["status"] == "error"
+    assert "in an earlier play: no python" in cells["bad"][G1]["evidence"][0]["msg"]
+    assert M2 not in cells["bad"]  # that play never targeted the host
+    assert {c["status"] for c in cells["good"].values()} == {"compliant"}
+
+
 def test_unreachable_host_gets_error_for_every_expected_control() -> None:
     agg = hr.Aggregator(CATALOGUE)
     agg.start_play("p1", {M1, M2})
@@ -768,6 +784,7 @@ def test_audit_run_statuses(audit_run) -> None:
         "HVG-MIG-001": "drift",
         "HVG-MIG-002": "compliant",
         "HVG-MIG-006": "drift",
+        "HVG-STO-002": "compliant",
     }
     assert statuses["hv2"] == {
         "HVG-MEM-001": "disabled",
@@ -779,6 +796,8 @@ def test_audit_run_statuses(audit_run) -> None:
         "HVG-MIG-001": "error",
         "HVG-MIG-002": "error",
         "HVG-MIG-006": "error",
+        # a later play that Ansible did not run on hv2 any more
+        "HVG-STO-002": "error",
     }
     # hv3 is unreachable: the skip needs no connection, the first real task fails to connect
     hv3 = {cid: c["status"] for cid, c in report["hosts"]["hv3"]["controls"].items()}
@@ -788,6 +807,8 @@ def test_audit_run_statuses(audit_run) -> None:
     assert (
         report["hosts"]["hv3"]["controls"]["HVG-MEM-003"]["evidence"][0]["result"] == "host_failed"
     )
+    later = report["hosts"]["hv2"]["controls"]["HVG-STO-002"]["evidence"][0]["msg"]
+    assert "host failed before the control ran" in later and "in an earlier play" in later
     hv1 = report["hosts"]["hv1"]
     # the two-item loop and the set_fact: two results, the loop's items not counted again
     assert hv1["controls"]["HVG-MIG-001"]["results"] == 2
@@ -831,9 +852,9 @@ def test_audit_run_other_formats(audit_run) -> None:
     out = tmp_path / "reports"
     root = ET.parse(out / "hvguard-report.junit.xml").getroot()
     assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == (
-        "24",
+        "27",
         "4",
-        "11",
+        "13",
         "5",
     )
     page = (out / "hvguard-report.html").read_text()
