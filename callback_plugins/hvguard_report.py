@@ -658,6 +658,12 @@ def evidence_text(evidence: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def failing_first(evidence: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Evidence with the entries that explain a failure (error, drift) first."""
+    entries = list(evidence)
+    return sorted(entries, key=lambda e: e.get("status") not in FAILING)
+
+
 def _refs(refs: Mapping[str, Any]) -> str:
     parts = [f"{k}: {', '.join(map(str, v))}" for k, v in refs.items() if v]
     return "; ".join(parts)
@@ -682,8 +688,9 @@ def render_junit(report: Mapping[str, Any]) -> str:
             counts["tests"] += 1
             case = ET.SubElement(suite, "testcase", classname=f"hvguard.{cid}", name=_clean(host))
             case.set("time", "0")
-            body = _clean(evidence_text(cell["evidence"]))
-            first = cell["evidence"][0] if cell["evidence"] else {}
+            ordered = failing_first(cell["evidence"])
+            body = _clean(evidence_text(ordered))
+            first = ordered[0] if ordered else {}
             message = _clean(_text(first.get("msg") or first.get("task") or cell["status"]))[:500]
             status = cell["status"]
             if status == "error":
@@ -936,7 +943,9 @@ def _md_details(report: Mapping[str, Any]) -> Iterator[str]:
             continue
         parts = [f"\n<details><summary>{cid}: drift or error on {len(bad)} host(s)</summary>\n"]
         for host, cell in bad[:MD_MAX_DETAIL_HOSTS]:
-            text = _clean(evidence_text(cell["evidence"]))
+            # A merge-request comment shows what is wrong, not every task that was fine.
+            relevant = [e for e in cell["evidence"] if e.get("status") in FAILING]
+            text = _clean(evidence_text(relevant or cell["evidence"]))
             parts.append(
                 f"\n**{_md_cell(host)}** ({cell['status']})\n\n{_fence(_clip(text, 3000))}\n"
             )

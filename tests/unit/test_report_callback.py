@@ -651,6 +651,21 @@ def test_markdown_table_and_details() -> None:
     assert "<script>" not in md.split("<details>")[0]
 
 
+def test_failure_evidence_leads_in_junit_and_alone_in_markdown() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p", {M1})
+    agg.record("h", "probe fine", [M1], "ok", {}, True)
+    agg.record("h", "skip other", [M1], "skipped", {"false_condition": "x"}, True)
+    agg.record("h", "edit", [M1], "ok", {"changed": True, "msg": "would change"}, True)
+    report = hr.build_report(agg, run_meta())
+    case = ET.fromstring(hr.render_junit(report)).find("testsuite/testcase/failure")
+    assert case.get("message") == "would change"
+    assert case.text.startswith("[changed] edit")
+    md = hr.render_markdown(report).split("<details>")[1]
+    assert "[changed] edit" in md
+    assert "probe fine" not in md and "skip other" not in md
+
+
 def test_markdown_is_capped() -> None:
     catalogue = {
         f"HVG-MEM-{i:03d}": dict(CATALOGUE[M1], id=f"HVG-MEM-{i:03d}") for i in range(1, 40)
