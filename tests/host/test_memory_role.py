@@ -72,6 +72,12 @@ def run(playbook: str, sandbox: Path, cmdline: str) -> tuple[str, dict[str, Any]
         "__hvguard_memory_qemu_conf": str(sandbox / "etc/libvirt/qemu.conf"),
         "__hvguard_memory_ksm_run": str(sandbox / "sys/ksm_run"),
         "__hvguard_common_virsh": "false",
+        # site.yml also applies hvguard_scrub, which would install onto this machine
+        "hvguard_scrub_engine_enabled": False,
+        "hvguard_scrub_lvm_divert_enabled": False,
+        "hvguard_scrub_thin_pool_zero_enabled": False,
+        "hvguard_scrub_issue_discards_enabled": False,
+        "hvguard_scrub_fs_discard_enabled": False,
     }
     varfile = sandbox / "extra.json"
     varfile.write_text(json.dumps(extra))
