@@ -766,7 +766,7 @@ def _html_pre(text: str, diff: bool = False) -> str:
 
 def _html_evidence(cell: Mapping[str, Any]) -> str:
     parts = []
-    for entry in cell["evidence"]:
+    for entry in failing_first(cell["evidence"]):
         title = html.escape(_clean(f"[{entry.get('result')}] {entry.get('task')}"))
         if "item" in entry:
             title += html.escape(_clean(f" (item: {_text(entry['item'])})"))
