@@ -1102,6 +1102,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         self._report_dir = Path("reports")
         self._formats: list[str] = list(FORMAT_FILES)
         self._dirty = False
+        self._last_play: str | None = None
 
     # -- setup --------------------------------------------------------------------------
     def set_options(
@@ -1156,7 +1157,12 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
     def v2_playbook_on_play_start(self, play: Any) -> None:
         if self._agg is None:
             return
-        if self._agg.has_results() and self._dirty:
+        # With `serial` every batch starts the same play again; only a new play can be a
+        # gate reading the report, so batches do not rewrite it (hundreds of hosts).
+        uuid = getattr(play, "_uuid", None)
+        new_play = uuid is None or uuid != self._last_play
+        self._last_play = uuid
+        if new_play and self._agg.has_results() and self._dirty:
             self._write(complete=False)
         roles = _role_names(play.get_roles())
         tagged: set[str] = set()
