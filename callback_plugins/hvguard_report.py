@@ -1252,15 +1252,13 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
     def v2_playbook_on_stats(self, stats: Any) -> None:
         if self._agg is None:
             return
-        paths = self._write(complete=True)
+        report, paths = self._write(complete=True)
         if self.get_option("console"):
-            with self._lock:
-                report = build_report(self._agg, self._run_meta())
             for line in render_console(report, [str(p) for p in paths]):
                 self._display.display(line)
 
     # -- output -------------------------------------------------------------------------
-    def _write(self, complete: bool) -> list[Path]:
+    def _write(self, complete: bool) -> tuple[dict[str, Any], list[Path]]:
         assert self._agg is not None
         with self._lock:
             meta = self._run_meta()
@@ -1268,7 +1266,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
             report = build_report(self._agg, meta)
             self._dirty = False
         try:
-            return write_reports(report, self._report_dir, self._formats)
+            return report, write_reports(report, self._report_dir, self._formats)
         except OSError as exc:
             self._warn(f"hvguard_report: cannot write reports to {self._report_dir}: {exc}")
-            return []
+            return report, []
