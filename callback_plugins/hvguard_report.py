@@ -677,7 +677,9 @@ def render_junit(report: Mapping[str, Any]) -> str:
         suite = ET.SubElement(root, "testsuite", name=_clean(f"{cid} {meta.get('title') or ''}"))
         props = ET.SubElement(suite, "properties")
         for key in ("severity", "area", "role", "variable", "disruption", "reboot"):
-            ET.SubElement(props, "property", name=key, value=_clean(meta.get(key)))
+            value = meta.get(key)
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            ET.SubElement(props, "property", name=key, value=_clean(text))
         refs = _refs(meta.get("references") or {})
         ET.SubElement(props, "property", name="references", value=_clean(refs))
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -703,7 +705,9 @@ def render_junit(report: Mapping[str, Any]) -> str:
                 el.text = body
             elif status in ("disabled", "not_applicable"):
                 counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=_clean(f"{status}: {message}"))
+                why = first.get("false_condition")
+                why = f"false condition: {why}" if why else message
+                ET.SubElement(case, "skipped", message=_clean(f"{status}: {why}"[:500]))
             elif status == "remediated":
                 ET.SubElement(case, "system-out").text = "remediated in this run\n" + body
         for key, value in counts.items():

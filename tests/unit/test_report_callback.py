@@ -611,7 +611,8 @@ def test_junit_parses_and_maps_statuses() -> None:
     assert "<script>" in cases["hv2"].find("error").text  # escaped in XML, intact once parsed
     assert cases["hv3"].find("system-out").text.startswith("remediated")
     assert cases["hv3"].find("failure") is None
-    assert suites[G1].find("testcase/skipped").get("message").startswith("disabled")
+    skipped = suites[G1].find("testcase/skipped").get("message")
+    assert skipped == "disabled: false condition: hvguard_migration_tls_pki_enabled"
     props = {p.get("name"): p.get("value") for p in suites[M1].find("properties")}
     assert props["severity"] == "high"
     assert "SC-4" in props["references"]
