@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
+CATALOGUE = yaml.safe_load((ROOT / "controls" / "catalogue.yml").read_text())
+OTHER_ROLES_OFF = {
+    c["variable"]: False for c in CATALOGUE["controls"] if c["role"] != "hvguard_memory"
+}
 QEMU_CONF = """# Master configuration file for the QEMU driver.
 #user = "libvirt-qemu"
 #dump_guest_core = 1
@@ -72,12 +77,8 @@ def run(playbook: str, sandbox: Path, cmdline: str) -> tuple[str, dict[str, Any]
         "__hvguard_memory_qemu_conf": str(sandbox / "etc/libvirt/qemu.conf"),
         "__hvguard_memory_ksm_run": str(sandbox / "sys/ksm_run"),
         "__hvguard_common_virsh": "false",
-        # site.yml also applies hvguard_scrub, which would install onto this machine
-        "hvguard_scrub_engine_enabled": False,
-        "hvguard_scrub_lvm_divert_enabled": False,
-        "hvguard_scrub_thin_pool_zero_enabled": False,
-        "hvguard_scrub_issue_discards_enabled": False,
-        "hvguard_scrub_fs_discard_enabled": False,
+        # site.yml applies every role: keep the others' controls off this machine.
+        **OTHER_ROLES_OFF,
     }
     varfile = sandbox / "extra.json"
     varfile.write_text(json.dumps(extra))
@@ -143,7 +144,8 @@ def test_toggles_off_report_disabled(sandbox: Path) -> None:
         [str(BIN / "ansible-playbook"), "playbooks/audit.yml", "-e", f"@{extra}",
          "-e", json.dumps({"hvguard": facts("ro"),
                            "__hvguard_memory_qemu_conf": str(sandbox / "etc/libvirt/qemu.conf"),
-                           "__hvguard_memory_ksm_run": str(sandbox / "sys/ksm_run")})],
+                           "__hvguard_memory_ksm_run": str(sandbox / "sys/ksm_run"),
+                           **OTHER_ROLES_OFF})],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
