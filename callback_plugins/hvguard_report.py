@@ -669,47 +669,30 @@ def _refs(refs: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+# status -> the JUnit counter it adds to (compliant and remediated pass)
+_JUNIT_COUNTER = {
+    "error": "errors",
+    "drift": "failures",
+    "disabled": "skipped",
+    "not_applicable": "skipped",
+}
+
+
 def render_junit(report: Mapping[str, Any]) -> str:
     """One <testsuite> per control, one <testcase> per host (see docs/report-schema.md)."""
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     root = ET.Element("testsuites", name="hvguard", timestamp=report["run"].get("generated", ""))
     for cid, meta in report["controls"].items():
-        suite = ET.SubElement(root, "testsuite", name=_clean(f"{cid} {meta.get('title') or ''}"))
-        props = ET.SubElement(suite, "properties")
-        for key in ("severity", "area", "role", "variable", "disruption", "reboot"):
-            value = meta.get(key)
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            ET.SubElement(props, "property", name=key, value=_clean(text))
-        refs = _refs(meta.get("references") or {})
-        ET.SubElement(props, "property", name="references", value=_clean(refs))
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        suite = _junit_suite(root, cid, meta)
+        counts = dict.fromkeys(totals, 0)
         for host, hdata in report["hosts"].items():
             cell = hdata["controls"].get(cid)
             if cell is None:
                 continue
+            _junit_case(suite, cid, host, cell)
             counts["tests"] += 1
-            case = ET.SubElement(suite, "testcase", classname=f"hvguard.{cid}", name=_clean(host))
-            case.set("time", "0")
-            ordered = failing_first(cell["evidence"])
-            body = _clean(evidence_text(ordered))
-            first = ordered[0] if ordered else {}
-            message = _clean(_text(first.get("msg") or first.get("task") or cell["status"]))[:500]
-            status = cell["status"]
-            if status == "error":
-                counts["errors"] += 1
-                el = ET.SubElement(case, "error", type="error", message=message)
-                el.text = body
-            elif status == "drift":
-                counts["failures"] += 1
-                el = ET.SubElement(case, "failure", type="drift", message=message)
-                el.text = body
-            elif status in ("disabled", "not_applicable"):
-                counts["skipped"] += 1
-                why = first.get("false_condition")
-                why = f"false condition: {why}" if why else message
-                ET.SubElement(case, "skipped", message=_clean(f"{status}: {why}"[:500]))
-            elif status == "remediated":
-                ET.SubElement(case, "system-out").text = "remediated in this run\n" + body
+            if cell["status"] in _JUNIT_COUNTER:
+                counts[_JUNIT_COUNTER[cell["status"]]] += 1
         for key, value in counts.items():
             suite.set(key, str(value))
             totals[key] += value
@@ -717,6 +700,38 @@ def render_junit(report: Mapping[str, Any]) -> str:
         root.set(key, str(value))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _junit_suite(root: ET.Element, cid: str, meta: Mapping[str, Any]) -> ET.Element:
+    suite = ET.SubElement(root, "testsuite", name=_clean(f"{cid} {meta.get('title') or ''}"))
+    props = ET.SubElement(suite, "properties")
+    for key in ("severity", "area", "role", "variable", "disruption", "reboot"):
+        value = meta.get(key)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        ET.SubElement(props, "property", name=key, value=_clean(text))
+    refs = _refs(meta.get("references") or {})
+    ET.SubElement(props, "property", name="references", value=_clean(refs))
+    return suite
+
+
+def _junit_case(suite: ET.Element, cid: str, host: str, cell: Mapping[str, Any]) -> None:
+    case = ET.SubElement(suite, "testcase", classname=f"hvguard.{cid}", name=_clean(host))
+    case.set("time", "0")
+    ordered = failing_first(cell["evidence"])
+    body = _clean(evidence_text(ordered))
+    first = ordered[0] if ordered else {}
+    message = _clean(_text(first.get("msg") or first.get("task") or cell["status"]))[:500]
+    status = cell["status"]
+    if status == "error":
+        ET.SubElement(case, "error", type="error", message=message).text = body
+    elif status == "drift":
+        ET.SubElement(case, "failure", type="drift", message=message).text = body
+    elif status in ("disabled", "not_applicable"):
+        why = first.get("false_condition")
+        why = f"false condition: {why}" if why else message
+        ET.SubElement(case, "skipped", message=_clean(f"{status}: {why}"[:500]))
+    elif status == "remediated":
+        ET.SubElement(case, "system-out").text = "remediated in this run\n" + body
 
 
 _STATUS_LABEL = {
@@ -792,43 +807,51 @@ def _html_evidence(cell: Mapping[str, Any]) -> str:
 
 def render_html(report: Mapping[str, Any]) -> str:
     """Self-contained page: summary counts, hosts x controls grid, evidence per cell."""
-    run, summary, controls = report["run"], report["summary"], report["controls"]
-    esc = html.escape
-    out = [
+    parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>hvguard compliance report</title>",
         f"<style>{_HTML_CSS}</style></head><body>",
-        "<h1>hvguard compliance report</h1>",
-        "<div class='meta'>",
-        esc(
-            f"{'Check mode (audit)' if run.get('check_mode') else 'Apply run'} · "
-            f"generated {run.get('generated', '')} · playbooks: "
-            f"{', '.join(run.get('playbooks') or [])} · ansible-core "
-            f"{run.get('ansible_version', '')} · catalogue sha256 "
-            f"{str((run.get('catalogue') or {}).get('sha256', ''))[:12]}"
-        ),
-        "</div><div class='counts'>",
+        _html_summary(report),
+        _html_grid(report),
+        _html_legend(report),
+        f"<script>{_HTML_JS}</script></body></html>\n",
     ]
-    verdict = "PASSED" if summary["passed"] else "FAILED"
-    out.append(f"<span class='{'s-compliant' if summary['passed'] else 's-error'}'>")
-    out.append(
-        f"<b>{verdict}</b> · {summary['hosts']} hosts · {summary['controls']} controls</span>"
+    return "".join(parts)
+
+
+def _html_summary(report: Mapping[str, Any]) -> str:
+    run, summary = report["run"], report["summary"]
+    esc = html.escape
+    meta = (
+        f"{'Check mode (audit)' if run.get('check_mode') else 'Apply run'} · "
+        f"generated {run.get('generated', '')} · playbooks: "
+        f"{', '.join(run.get('playbooks') or [])} · ansible-core "
+        f"{run.get('ansible_version', '')} · catalogue sha256 "
+        f"{str((run.get('catalogue') or {}).get('sha256', ''))[:12]}"
     )
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    out = [
+        f"<h1>hvguard compliance report</h1><div class='meta'>{esc(_clean(meta))}</div>",
+        f"<div class='counts'><span class='{'s-compliant' if summary['passed'] else 's-error'}'>",
+        f"<b>{verdict}</b> · {summary['hosts']} hosts · {summary['controls']} controls</span>",
+    ]
     for status in STATUSES:
         count = summary["by_status"][status]
         out.append(f"<span class='s-{status}'>{esc(_STATUS_LABEL[status])}: {count}</span>")
     if summary.get("reboot_required"):
-        out.append(
-            "<span class='s-drift'>reboot required: "
-            + esc(", ".join(summary["reboot_required"]))
-            + "</span>"
-        )
-    out.append("</div>")
+        hosts = esc(_clean(", ".join(summary["reboot_required"])))
+        out.append(f"<span class='s-drift'>reboot required: {hosts}</span>")
     out.append(
-        "<label><input type='checkbox' id='failing'> only hosts with drift or error</label> "
-        "<button id='expand' type='button'>toggle drift/error evidence</button>"
+        "</div><label><input type='checkbox' id='failing'> only hosts with drift or error"
+        "</label> <button id='expand' type='button'>toggle drift/error evidence</button>"
     )
-    out.append("<table class='grid'><thead><tr><th>host</th><th>reboot required</th>")
+    return "".join(out)
+
+
+def _html_grid(report: Mapping[str, Any]) -> str:
+    controls = report["controls"]
+    esc = html.escape
+    out = ["<table class='grid'><thead><tr><th>host</th><th>reboot required</th>"]
     for cid, meta in controls.items():
         tip = (
             f"{meta.get('title')}\nseverity: {meta.get('severity')} · disruption: "
@@ -842,25 +865,31 @@ def render_html(report: Mapping[str, Any]) -> str:
         failing = " failing" if statuses & set(FAILING) else ""
         reboot = {True: "yes", False: "no", None: "—"}[hdata.get("reboot_required")]
         out.append(f"<tr class='host{failing}'><th>{esc(_clean(host))}</th><td>{reboot}</td>")
-        for cid in controls:
-            cell = hdata["controls"].get(cid)
-            if cell is None:
-                out.append("<td class='s-absent' title='not evaluated on this host'>·</td>")
-                continue
-            status = cell["status"]
-            label = esc(_STATUS_LABEL[status])
-            out.append(
-                f"<td class='s-{status}'><details><summary>{label}</summary>"
-                f"{_html_evidence(cell)}</details></td>"
-            )
+        out.extend(_html_cell(hdata["controls"].get(cid)) for cid in controls)
         out.append("</tr>")
-    out.append("</tbody></table><h2>Controls</h2><table class='grid' id='legend'><thead><tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _html_cell(cell: Mapping[str, Any] | None) -> str:
+    if cell is None:
+        return "<td class='s-absent' title='not evaluated on this host'>·</td>"
+    status = cell["status"]
+    label = html.escape(_STATUS_LABEL[status])
+    return (
+        f"<td class='s-{status}'><details><summary>{label}</summary>"
+        f"{_html_evidence(cell)}</details></td>"
+    )
+
+
+def _html_legend(report: Mapping[str, Any]) -> str:
+    esc = html.escape
+    out = ["<h2>Controls</h2><table class='grid' id='legend'><thead><tr>"]
     out.append("<th>ID</th><th>title</th><th>severity</th><th>references</th>")
-    for status in STATUSES:
-        out.append(f"<th>{esc(_STATUS_LABEL[status])}</th>")
+    out.extend(f"<th>{esc(_STATUS_LABEL[s])}</th>" for s in STATUSES)
     out.append("</tr></thead><tbody>")
-    for cid, meta in controls.items():
-        counts = summary["by_control"].get(cid, {})
+    for cid, meta in report["controls"].items():
+        counts = report["summary"]["by_control"].get(cid, {})
         out.append(
             f"<tr><td>{esc(cid)}</td><td>{esc(_clean(meta.get('title') or ''))}</td>"
             f"<td>{esc(str(meta.get('severity')))}</td>"
@@ -868,7 +897,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         )
         out.extend(f"<td>{counts.get(s, 0)}</td>" for s in STATUSES)
         out.append("</tr>")
-    out.append(f"</tbody></table><script>{_HTML_JS}</script></body></html>\n")
+    out.append("</tbody></table>")
     return "".join(out)
 
 
