@@ -71,7 +71,7 @@ DOMAIN_XML = """<domain type='qemu'>
 
 
 @contextlib.contextmanager
-def vm_lock(wait: float = 300) -> Iterator[None]:
+def vm_lock(wait: float = 120) -> Iterator[None]:
     with open("/tmp/hvguard-vm.lock", "a") as handle:
         deadline = time.monotonic() + wait
         while True:
