@@ -1,0 +1,219 @@
+"""hvguard_migration_tls converged on this machine against a sandbox of its files.
+
+The role's OS paths (PKI dirs, libvirtd.conf, qemu.conf) are redirected into a temp dir
+through its internal variables, so the real PKI, the generated controller CA, the config
+edits and the handlers all run for real without touching /etc. The firewall (it would
+load a table into this host's kernel) and the systemd units (no systemd here) are covered
+by the molecule/migration scenario instead.
+
+Sequence: audit (all drift, sandbox unchanged) -> converge -> effects -> second converge
+(zero changed) -> audit (all compliant) -> expiry threshold above the lifetime (drift) ->
+rotate_certs.yml (new certificates, same keys) -> converge (zero changed).
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "filter_plugins"))
+import hvguard_tls  # noqa: E402
+
+ANSIBLE = ROOT / ".venv" / "bin" / "ansible-playbook"
+ROLE_PLAYBOOK = ROOT / "tests" / "fixtures" / "tls" / "role.yml"
+ROTATE_PLAYBOOK = ROOT / "playbooks" / "rotate_certs.yml"
+CONTROLS = [f"HVG-MIG-00{i}" for i in (1, 2, 3, 4, 6)]
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0
+    or not ANSIBLE.exists()
+    or not Path("/etc/libvirt/qemu.conf").exists()
+    or not shutil.which("virsh"),
+    reason="needs root, the venv and libvirt's configs (hvguard_facts probes the host)",
+)
+
+
+def tree_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if "reports" in path.parts:
+            continue
+        st = path.lstat()
+        digest.update(f"{path.relative_to(root)} {st.st_mode} {st.st_uid} {st.st_gid}".encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    (tmp_path / "libvirt").mkdir()
+    for name in ("libvirtd.conf", "qemu.conf"):
+        shutil.copy2(f"/etc/libvirt/{name}", tmp_path / "libvirt" / name)
+    return tmp_path
+
+
+def extra_vars(sandbox: Path) -> dict[str, Any]:
+    pki = sandbox / "pki"
+    return {
+        "hvguard_migration_tls_ca_dir": str(sandbox / "ca"),
+        "hvguard_migration_tls_fqdn": "hv0.example.test",
+        "hvguard_migration_tls_addresses": ["192.0.2.10"],
+        "hvguard_migration_tls_firewall_enabled": False,
+        "__hvguard_migration_tls_dirs": {
+            "ca": str(pki / "CA"),
+            "libvirt": str(pki / "libvirt"),
+            "libvirt_private": str(pki / "libvirt" / "private"),
+            "qemu": str(pki / "qemu"),
+        },
+        "__hvguard_migration_tls_qemu_conf": str(sandbox / "libvirt" / "qemu.conf"),
+        "__hvguard_migration_tls_layouts": {
+            layout: {
+                "conf": str(sandbox / "libvirt" / "libvirtd.conf"),
+                "service": "libvirtd.service",
+                "tls_socket": "libvirtd-tls.socket",
+                "tcp_socket": "libvirtd-tcp.socket",
+                "sockets": [],
+            }
+            for layout in ("monolithic", "modular")
+        },
+    }
+
+
+def run(
+    sandbox: Path, label: str, *, check: bool, playbook: Path = ROLE_PLAYBOOK, **more: Any
+) -> tuple[str, dict[str, Any]]:
+    # Harness files live under reports/ (not part of the fingerprint).
+    (sandbox / "reports").mkdir(exist_ok=True)
+    inv = sandbox / "reports" / "hosts.yml"
+    inv.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "children": {
+                        "hypervisors": {
+                            "hosts": {
+                                "localhost": {
+                                    "ansible_connection": "local",
+                                    "ansible_python_interpreter": sys.executable,
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
+    extra = sandbox / "reports" / "extra.json"
+    extra.write_text(json.dumps({**extra_vars(sandbox), **more}))
+    reports = sandbox / "reports" / label
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "HVGUARD_REPORT_DIR": str(reports),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    argv = [str(ANSIBLE), "-i", str(inv), str(playbook), "-e", f"@{extra}"]
+    if check:
+        argv += ["--check", "--diff"]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    report = json.loads((reports / "hvguard-report.json").read_text())
+    return out, report
+
+
+def statuses(report: dict[str, Any]) -> dict[str, str]:
+    controls = report["hosts"]["localhost"]["controls"]
+    return {cid: controls[cid]["status"] for cid in CONTROLS if cid in controls}
+
+
+def changed_count(out: str) -> int:
+    match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def conf_value(path: Path, key: str) -> str:
+    for line in path.read_text().splitlines():
+        if re.match(rf"^\s*{key}\s*=", line):
+            return line.split("=", 1)[1].strip()
+    return ""
+
+
+def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
+    pki = sandbox / "pki"
+    before = tree_hash(sandbox)
+    _, report = run(sandbox, "pristine", check=True)
+    assert statuses(report) == dict.fromkeys(CONTROLS, "drift")
+    assert tree_hash(sandbox) == before, "the check-mode audit changed the sandbox"
+    assert not (sandbox / "ca").exists(), "the audit created the controller CA"
+
+    run(sandbox, "converge", check=False)
+    # The controller CA: key private to the controller user, never copied to the host dirs.
+    assert (sandbox / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
+    ca_pem = (sandbox / "ca" / "ca.pem").read_text()
+    assert (pki / "CA" / "cacert.pem").read_text() == ca_pem
+    assert (pki / "qemu" / "ca-cert.pem").read_text() == ca_pem
+    assert "ca.key" not in {p.name for p in pki.rglob("*")}
+    for kind in ("server", "client"):
+        cert = (pki / "libvirt" / f"{kind}cert.pem").read_text()
+        key = (pki / "libvirt" / "private" / f"{kind}key.pem").read_text()
+        assert hvguard_tls.hvguard_tls_key_matches(cert, key)
+        assert hvguard_tls.hvguard_tls_signed_by(cert, ca_pem)
+        assert (pki / "qemu" / f"{kind}-cert.pem").read_text() == cert
+        assert (pki / "qemu" / f"{kind}-key.pem").read_text() == key
+        info = hvguard_tls.hvguard_tls_cert_info(cert)
+        assert info["subject"] == "CN=hv0.example.test,O=hvguard"
+        assert set(info["sans"]) >= {"DNS:hv0.example.test", "DNS:hv0", "IP:192.0.2.10"}
+        assert (pki / "libvirt" / "private" / f"{kind}key.pem").stat().st_mode & 0o777 == 0o600
+        qkey = (pki / "qemu" / f"{kind}-key.pem").stat()
+        assert qkey.st_mode & 0o777 == 0o640
+        assert qkey.st_uid == 0
+        assert qkey.st_gid == grp.getgrnam("libvirt-qemu").gr_gid  # QEMU reads it, no one else
+    libvirtd = sandbox / "libvirt" / "libvirtd.conf"
+    assert conf_value(libvirtd, "listen_tls") == "1"
+    assert conf_value(libvirtd, "listen_tcp") == "0"
+    assert '"O=hvguard,CN=hv0.example.test"' in conf_value(libvirtd, "tls_allowed_dn_list")
+    assert "-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2" in conf_value(libvirtd, "tls_priority")
+    qemu = sandbox / "libvirt" / "qemu.conf"
+    for key in ("migrate_tls_force", "migrate_tls_x509_verify", "default_tls_x509_verify"):
+        assert conf_value(qemu, key) == "1", key
+    assert conf_value(qemu, "nbd_tls") == "1"
+
+    out, _ = run(sandbox, "idempotence", check=False)
+    assert changed_count(out) == 0, out
+
+    converged = tree_hash(sandbox)
+    _, report = run(sandbox, "compliant", check=True)
+    assert statuses(report) == dict.fromkeys(CONTROLS, "compliant")
+    # Expiry: a warning period longer than the lifetime makes every certificate "expiring".
+    _, report = run(sandbox, "expiry", check=True, hvguard_migration_tls_expiry_warn_days=400)
+    assert statuses(report)["HVG-MIG-006"] == "drift"
+    assert tree_hash(sandbox) == converged
+
+    # Rotation: new certificates from the same CA for the same keys; nothing else moves.
+    old = {k: (pki / "libvirt" / f"{k}cert.pem").read_text() for k in ("server", "client")}
+    keys = {k: (pki / "libvirt" / "private" / f"{k}key.pem").read_text() for k in old}
+    run(sandbox, "rotate", check=False, playbook=ROTATE_PLAYBOOK, hvguard_rotate_all=True)
+    for kind in old:
+        new = (pki / "libvirt" / f"{kind}cert.pem").read_text()
+        assert new != old[kind]
+        assert hvguard_tls.hvguard_tls_key_matches(new, keys[kind])
+        assert hvguard_tls.hvguard_tls_signed_by(new, ca_pem)
+        assert (pki / "qemu" / f"{kind}-cert.pem").read_text() == new
+    out, _ = run(sandbox, "after-rotate", check=False)
+    assert changed_count(out) == 0, out
