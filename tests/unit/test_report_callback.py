@@ -556,6 +556,19 @@ def test_report_validates_against_the_documented_schema() -> None:
     assert report["run"]["mode"] == "check"  # --check wins over per-result modes
 
 
+def test_the_documented_example_matches_the_schema() -> None:
+    text = (ROOT / "docs" / "report-schema.md").read_text()
+    example = json.loads(
+        re.search(r"Example \(abridged.*?```json\n(.*?)\n```", text, re.S).group(1)
+    )
+    jsonschema.validate(example, schema())
+    counted = {s: 0 for s in hr.STATUSES}
+    for host in example["hosts"].values():
+        for cell in host["controls"].values():
+            counted[cell["status"]] += 1
+    assert example["summary"]["by_status"] == counted
+
+
 def test_schema_rejects_a_wrong_status() -> None:
     report = json.loads(hr.render_json(sample_report()))
     report["hosts"]["hv1"]["controls"][M1]["status"] = "fine"
