@@ -96,32 +96,37 @@ def _locked(lockfile: Path) -> Iterator[None]:
 
 
 def build(cache: Path, recipe: Recipe, target: Path) -> None:
-    """rootfs (kept across a failed attempt: the slow part) -> raw disk -> qcow2 image."""
-    work = target.with_suffix(".build")
+    """Base rootfs (cached by its own hash) -> raw disk with guest files and GRUB -> qcow2."""
     logfile = target.with_suffix(".build.log")
-    rootfs = work / "rootfs"
-    done = work / "rootfs.done"  # holds the root filesystem UUID written into fstab
-    if work.exists():
-        _unmount_all(work)
-    if not done.exists():
-        _cleanup_stale(work)
-        work.mkdir(parents=True)
-        logfile.write_text("")
-        root_uuid = str(uuid.uuid4())
-        _debootstrap(cache, recipe, rootfs, logfile)
-        _install_packages(cache, recipe, rootfs, logfile)
-        _configure(rootfs, root_uuid, logfile)
-        done.write_text(root_uuid)
-    else:
-        log("  reusing the rootfs of an earlier attempt")
+    logfile.write_text("")
+    rootfs = ensure_rootfs(cache, recipe, logfile)
+    work = target.with_suffix(".build")
+    _cleanup_stale(work)
+    work.mkdir(parents=True)
     raw = work / "disk.raw"
-    _assemble(rootfs, raw, recipe.disk_size_gib * GIB, done.read_text().strip(), logfile)
+    _assemble(rootfs, raw, recipe.disk_size_gib * GIB, str(uuid.uuid4()), logfile)
     tmp = target.with_suffix(".tmp")
     t0 = time.monotonic()
     run(["qemu-img", "convert", "-O", "qcow2", raw, tmp], logfile)
     log(f"  qcow2 convert {time.monotonic() - t0:.0f}s")
     tmp.rename(target)
     _cleanup_stale(work)
+
+
+def ensure_rootfs(cache: Path, recipe: Recipe, logfile: Path) -> Path:
+    """The base system with every package installed, reused by image builds that only
+    change the guest files or the disk/boot steps."""
+    base = paths.images_dir(cache) / f"rootfs-{recipe.rootfs_digest()}"
+    rootfs, done = base / "rootfs", base / "done"
+    if done.exists():
+        log(f"  reusing base rootfs {base.name}")
+        return rootfs
+    _cleanup_stale(base)
+    base.mkdir(parents=True)
+    _debootstrap(cache, recipe, rootfs, logfile)
+    _install_packages(cache, recipe, rootfs, logfile)
+    done.write_text("")
+    return rootfs
 
 
 def _debootstrap(cache: Path, recipe: Recipe, rootfs: Path, logfile: Path) -> None:
@@ -192,11 +197,10 @@ def _bind_mounts(
             run(["umount", point], logfile)
 
 
-def _configure(rootfs: Path, root_uuid: str, logfile: Path) -> None:
-    shutil.copytree(GUEST_FILES, rootfs, dirs_exist_ok=True, symlinks=True)
-    run(
-        ["chroot", rootfs, "/bin/sh", "-c", CONFIGURE_SCRIPT], logfile, env={"ROOT_UUID": root_uuid}
-    )
+def _configure(root: Path, root_uuid: str, logfile: Path) -> None:
+    """Lab specifics on top of the base rootfs: guest files, units, fstab, no host keys."""
+    shutil.copytree(GUEST_FILES, root, dirs_exist_ok=True, symlinks=True)
+    run(["chroot", root, "/bin/sh", "-c", CONFIGURE_SCRIPT], logfile, env={"ROOT_UUID": root_uuid})
 
 
 def _assemble(rootfs: Path, raw: Path, size: int, root_uuid: str, logfile: Path) -> None:
@@ -218,6 +222,7 @@ def _assemble(rootfs: Path, raw: Path, size: int, root_uuid: str, logfile: Path)
         log(f"  mke2fs -d {time.monotonic() - t0:.0f}s")
         with _chroot_mounts(part, raw.parent / "mnt", logfile, private_dev=True) as mnt:
             _udev_like_links(mnt, part, root_uuid)
+            _configure(mnt, root_uuid, logfile)
             boot_img, core_img = _grub_images(mnt, part, root_uuid, logfile)
     if not core_fits(len(core_img)):
         raise LabError(f"GRUB core.img is {len(core_img)} bytes: too big for the 1 MiB gap")
@@ -237,15 +242,20 @@ def _grub_images(mnt: Path, part: str, root_uuid: str, logfile: Path) -> tuple[b
     in the VM regenerates (so GRUB drop-ins reach the kernel command line after a reboot).
     """
     early = mnt / "tmp/hvguard-early.cfg"
-    early.write_text(f"search --no-floppy --fs-uuid --set=root {root_uuid}\n"
-                     "set prefix=($root)/boot/grub\n")  # fmt: skip
+    # serial first, so even a failing search shows up in the lab's console log
+    early.write_text(
+        "serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n"
+        f"search --no-floppy --fs-uuid --set=root {root_uuid}\n"
+        "set prefix=($root)/boot/grub\n"
+    )
     script = (
         "set -eu\n"
         "mkdir -p /boot/grub/i386-pc\n"
         "cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst /boot/grub/i386-pc/\n"
         "grub-editenv /boot/grub/grubenv create\n"
         "grub-mkimage -O i386-pc -o /tmp/hvguard-core.img -c /tmp/hvguard-early.cfg"
-        " -p /boot/grub biosdisk part_msdos ext2 search_fs_uuid\n" + GRUB_PROBE_SHIM
+        " -p /boot/grub biosdisk part_msdos ext2 search search_fs_uuid serial terminal\n"
+        + GRUB_PROBE_SHIM
     )
     run(["chroot", mnt, "/bin/sh", "-c", script], logfile, env={"LOOPDEV": part})
     grub_cfg = (mnt / "boot/grub/grub.cfg").read_text()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from lab.errors import LabError
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 3  # the image stage: disk layout, GRUB, guest configuration
+ROOTFS_VERSION = 1  # the base rootfs stage: debootstrap + apt
 GUEST_FILES = Path(__file__).resolve().parent / "guest"
 
 # Everything the roles and scenarios use is baked in: no scenario installs packages at run
@@ -73,18 +74,32 @@ class Recipe:
     disk_size_gib: int = 8
     guest_files: dict[str, str] = field(default_factory=dict)
 
+    def rootfs_digest(self) -> str:
+        """Hash of the base rootfs (packages only): the slow stage, cached on its own."""
+        return _hash(
+            {
+                "version": ROOTFS_VERSION,
+                "suite": self.suite,
+                "variant": self.variant,
+                "packages": sorted(set(self.packages)),
+            }
+        )
+
     def digest(self) -> str:
         """A short content hash naming the image built from this recipe."""
-        doc = {
-            "version": RECIPE_VERSION,
-            "suite": self.suite,
-            "variant": self.variant,
-            "packages": sorted(set(self.packages)),
-            "disk_size_gib": self.disk_size_gib,
-            "guest_files": dict(sorted(self.guest_files.items())),
-        }
-        blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _hash(
+            {
+                "version": RECIPE_VERSION,
+                "rootfs": self.rootfs_digest(),
+                "disk_size_gib": self.disk_size_gib,
+                "guest_files": dict(sorted(self.guest_files.items())),
+            }
+        )
+
+
+def _hash(doc: dict[str, object]) -> str:
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def guest_file_hashes(root: Path = GUEST_FILES) -> dict[str, str]:

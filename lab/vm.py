@@ -163,9 +163,18 @@ def tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _describe_pid(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+    except OSError:
+        return f"pid {pid} is gone"
+    return f"pid {pid} is now: {cmdline.decode(errors='replace')}"
+
+
 def died_error(vm: VmState, vmdir: Path) -> LabError:
     return LabError(
-        f"QEMU of VM '{vm.name}' exited during boot. {vmdir / 'qemu.log'}:\n"
+        f"QEMU of VM '{vm.name}' exited during boot ({_describe_pid(vm.pid)}). "
+        f"{vmdir / 'qemu.log'}:\n"
         f"{tail(vmdir / 'qemu.log')}\n"
         f"serial console ({vmdir / 'serial.log'}):\n{tail(vmdir / 'serial.log', 10)}",
         "fix the QEMU error above (memory, port, image); `python -m lab down --name ...` cleans up",

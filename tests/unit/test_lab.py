@@ -349,3 +349,14 @@ def test_boot_code_points_at_core_img_and_keeps_the_partition_table():
 def test_core_img_must_fit_the_gap():
     assert mbr.core_fits(60 * 1024)
     assert not mbr.core_fits(1024 * 1024)
+
+
+def test_rootfs_digest_ignores_guest_files_and_disk_but_not_packages():
+    base = recipe.Recipe(packages=("a",), guest_files={"x": "1"})
+    assert (
+        base.rootfs_digest()
+        == recipe.Recipe(packages=("a",), guest_files={"x": "2"}).rootfs_digest()
+    )
+    assert base.rootfs_digest() == recipe.Recipe(packages=("a",), disk_size_gib=9).rootfs_digest()
+    assert base.rootfs_digest() != recipe.Recipe(packages=("a", "b")).rootfs_digest()
+    assert base.digest() != recipe.Recipe(packages=("a",), guest_files={"x": "2"}).digest()
