@@ -1136,6 +1136,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         self._formats: list[str] = list(FORMAT_FILES)
         self._dirty = False
         self._last_play: str | None = None
+        self._play_diff = False
 
     # -- setup --------------------------------------------------------------------------
     def set_options(
@@ -1171,7 +1172,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         return {
             "started": self._started,
             "check_mode": bool(_cli("check", False)),
-            "diff_mode": bool(_cli("diff", False)),
+            "diff_mode": bool(_cli("diff", False)) or self._play_diff,
             "ansible_version": ANSIBLE_VERSION,
             "playbooks": list(self._playbooks),
             "catalogue": {
@@ -1214,6 +1215,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
             skip_tags=_cli("skip_tags", ()) or (),
         )
         check_mode = getattr(play, "check_mode", None)
+        self._play_diff = self._play_diff or bool(getattr(play, "diff", False))
         with self._lock:
             self._agg.start_play(
                 play.get_name(),

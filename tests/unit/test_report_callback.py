@@ -857,6 +857,7 @@ def test_audit_run_statuses(audit_run) -> None:
     assert report["hosts"]["hv2"]["reboot_required"] is None
     assert report["run"]["complete"] is True and report["run"]["mode"] == "check"
     assert report["run"]["check_mode"] is True
+    assert report["run"]["diff_mode"] is True  # the fixture play sets diff: true
     assert any("HVG-XYZ-999" in w for w in report["run"]["warnings"])
     assert report["summary"]["passed"] is False
 
