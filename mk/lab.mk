@@ -23,7 +23,7 @@ endif
 MOLECULE_SCENARIOS ?= $(filter-out _shared,$(patsubst molecule/%/molecule.yml,%,$(sort $(wildcard molecule/*/molecule.yml))))
 MOLECULE_ARGS ?=
 
-.PHONY: lab lab-image lab-destroy lab-ssh lab-status molecule
+.PHONY: lab lab-image lab-destroy lab-ssh lab-status lab-bench molecule
 
 lab: venv deps ## Boot a lab hypervisor VM, apply site.yml, audit it (reports under reports/lab)
 	flock $(LAB_LOCK) $(LAB_PY) -m lab up --name $(LAB_NAME) --inventory $(LAB_INVENTORY)
@@ -57,3 +57,13 @@ molecule: venv ## Run every Molecule scenario (MOLECULE_SCENARIOS=...), one at a
 	printf "::: molecule wall times:$$summary\n"; \
 	if [ $$rc -ne 0 ]; then echo "::: molecule FAILED:$$failed"; fi; \
 	exit $$rc
+
+lab-bench: venv ## Per-task cost on the lab VM (make lab first): linear vs Mitogen
+	@for strategy in linear mitogen_linear; do \
+	  t0=$$(date +%s.%N); \
+	  ANSIBLE_STRATEGY_PLUGINS=$(HVGUARD_MITOGEN_STRATEGY_PLUGINS) ANSIBLE_STRATEGY=$$strategy \
+	    ansible-playbook -i $(LAB_INVENTORY) lab/bench/tasks.yml >/dev/null || exit 1; \
+	  t1=$$(date +%s.%N); \
+	  echo "$$strategy $$t0 $$t1"; \
+	done | awk '{ s = ($$3 - $$2) / 20; t[$$1] = s; printf "%-15s %6.2f s/task (20 tasks)\n", $$1, s } \
+	  END { if (t["mitogen_linear"] > 0) printf "ratio linear/mitogen: %.1fx\n", t["linear"] / t["mitogen_linear"] }'
