@@ -7,6 +7,7 @@
 # removed with `lvm lvremove`, which bypasses the diverted /sbin/lvremove): their markers
 # MUST be found, or the scan proves nothing.
 # Output: one line per cell "CELL <backend> <path> <PASS|FAIL> <detail>", then RESULT.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 set -uo pipefail
 export LVM_SUPPRESS_FD_WARNINGS=1
 V="virsh -q -c qemu:///system"

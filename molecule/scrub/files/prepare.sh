@@ -1,5 +1,6 @@
 #!/bin/bash
 # Idempotent: creates what is missing and says "created" when it did anything.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 set -euo pipefail
 export LVM_SUPPRESS_FD_WARNINGS=1
 if ! vgs vmvg >/dev/null 2>&1; then

@@ -3,6 +3,7 @@
 # that takes all free space reads no marker), and once hvguard-scrub.service starts again
 # (as after a reboot) the scrub resumes from its checkpoint and completes; the raw disk then
 # holds no marker.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 set -uo pipefail
 export LVM_SUPPRESS_FD_WARNINGS=1
 M="HVGKILL-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
