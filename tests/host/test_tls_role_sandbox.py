@@ -13,6 +13,7 @@ rotate_certs.yml (new certificates, same keys) -> converge (zero changed).
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import hashlib
 import json
@@ -21,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "filter_plugins"))
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "tls"))
 import hvguard_tls  # noqa: E402
+import tlslab  # noqa: E402
 
 ANSIBLE = ROOT / ".venv" / "bin" / "ansible-playbook"
 ROLE_PLAYBOOK = ROOT / "tests" / "fixtures" / "tls" / "role.yml"
@@ -69,7 +73,7 @@ def extra_vars(sandbox: Path) -> dict[str, Any]:
     return {
         "hvguard_migration_tls_ca_dir": str(sandbox / "ca"),
         "hvguard_migration_tls_fqdn": "hv0.example.test",
-        "hvguard_migration_tls_addresses": ["192.0.2.10"],
+        "hvguard_migration_tls_addresses": ["192.0.2.10", "127.0.0.1"],
         "hvguard_migration_tls_firewall_enabled": False,
         "__hvguard_migration_tls_dirs": {
             "ca": str(pki / "CA"),
@@ -194,6 +198,8 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
         assert conf_value(qemu, key) == "1", key
     assert conf_value(qemu, "nbd_tls") == "1"
 
+    libvirt_accepts_the_role_certificates(pki)
+
     out, _ = run(sandbox, "idempotence", check=False)
     assert changed_count(out) == 0, out
 
@@ -217,3 +223,34 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
         assert (pki / "qemu" / f"{kind}-cert.pem").read_text() == new
     out, _ = run(sandbox, "after-rotate", check=False)
     assert changed_count(out) == 0, out
+
+
+def libvirt_accepts_the_role_certificates(pki: Path) -> None:
+    """A real libvirtd serves with the role's server certificate and admits its client one.
+
+    libvirt has its own sanity rules (key usage, basic constraints, names): a certificate
+    that only looks right would stop the daemon at start.
+    """
+    root = Path(tempfile.mkdtemp(prefix="hvguard-tls-role-"))
+    root.chmod(0o755)
+    daemon_pki = root / "daemon" / "pki"
+    shutil.copytree(pki / "qemu", daemon_pki)
+    client = root / "client"
+    client.mkdir()
+    shutil.copy(pki / "CA" / "cacert.pem", client / "cacert.pem")
+    shutil.copy(pki / "libvirt" / "clientcert.pem", client / "clientcert.pem")
+    shutil.copy(pki / "libvirt" / "private" / "clientkey.pem", client / "clientkey.pem")
+    daemon = tlslab.SessionDaemon(
+        root=root / "daemon",
+        libvirtd=tlslab.hardened_libvirtd(daemon_pki, ["O=hvguard,CN=hv0.example.test"]),
+        qemu={"stdio_handler": "file"},
+    )
+    with open("/tmp/hvguard-libvirtd.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            daemon.start()
+            res = tlslab.run(["virsh", "-c", daemon.tls_uri("127.0.0.1", client), "uri"])
+            assert res.rc == 0, res.text + daemon.log_tail()
+        finally:
+            daemon.stop()
+            shutil.rmtree(root, ignore_errors=True)
