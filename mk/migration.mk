@@ -4,7 +4,7 @@ MIGRATION_BENCH_RUNS ?= 3
 MIGRATION_BENCH_INV := $(LAB_CACHE)/run/$(MIGRATION_BENCH_LAB)/inventory.yml
 MIGRATION_BENCH_REPORTS := $(HVGUARD_REPORT_DIR)/$(MIGRATION_BENCH_LAB)
 
-.PHONY: bench-migration molecule-migration
+.PHONY: bench-migration bench-migration-host molecule-migration
 
 bench-migration: venv deps ## Live-migration wall time TLS vs plaintext TCP on two lab VMs (ratio, target <= 1.3)
 	flock $(LAB_LOCK) bash -c '\
@@ -18,3 +18,6 @@ bench-migration: venv deps ## Live-migration wall time TLS vs plaintext TCP on t
 
 molecule-migration: venv ## The migration scenario alone (two VMs, under the VM lock)
 	flock $(LAB_LOCK) molecule test -s migration
+
+bench-migration-host: venv ## TLS vs plaintext migration between two hand-started libvirtd on loopback (no VM)
+	flock /tmp/hvguard-libvirtd.lock $(BIN)/python bench/migration_host_bench.py
