@@ -8,6 +8,7 @@ that a broken setup cannot pass as "refused".
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
@@ -74,11 +75,14 @@ def _daemon(fleet: Fleet, name: str, qemu: dict[str, object]) -> tlslab.SessionD
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    # pytest's tmp dirs are root-only; the daemons run as nobody and must read theirs.
-    root = Path(tempfile.mkdtemp(prefix="hvguard-tls-"))
-    root.chmod(0o755)
-    yield Fleet(root)
-    shutil.rmtree(root, ignore_errors=True)
+    # Serialize with other hand-started libvirtd tests on this shared host.
+    with open("/tmp/hvguard-libvirtd.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # pytest's tmp dirs are root-only; the daemons run as nobody and must read theirs.
+        root = Path(tempfile.mkdtemp(prefix="hvguard-tls-"))
+        root.chmod(0o755)
+        yield Fleet(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
