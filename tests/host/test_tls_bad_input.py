@@ -153,9 +153,17 @@ def test_unknown_daemon_layout(tmp_path):
     assert "split" in out
 
 
-def test_firewall_without_peer_addresses(tmp_path):
+def test_firewall_without_peer_addresses_is_drift_not_a_lockout(tmp_path):
+    """No migration addresses: no firewall is built (it would shut peers out) and the
+    report says why, naming the host; the rest of the role runs."""
     rc, out = _run(tmp_path, {"hvguard_migration_tls_addresses": []})
-    _assert_stopped_before_changes(rc, out, "HVG-MIG-005 needs hvguard_migration_tls_addresses")
+    assert rc == 0, out
+    report = json.loads((tmp_path / "reports" / "hvguard-report.json").read_text())
+    control = report["hosts"]["localhost"]["controls"]["HVG-MIG-005"]
+    assert control["status"] == "drift", control
+    assert "hvguard_migration_tls_addresses is empty for localhost" in json.dumps(control)
+    assert "TASK [hvguard_migration_tls : HVG-MIG-005 | Firewall rules file" in out
+    assert "hvguard-migration.nft" not in {p.name for p in tmp_path.rglob("*")}
 
 
 def test_good_input_passes_validation(tmp_path):
