@@ -155,7 +155,7 @@ def _stray_qemus(name: str) -> list[int]:
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            cmdline = vm.cmdline_of(int(entry.name), settle=0)
             if (
                 cmdline
                 and b"qemu-system" in cmdline[0]

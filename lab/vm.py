@@ -110,17 +110,39 @@ def start(
     vm.pid = proc.pid
 
 
+def _state(pid: int) -> str:
+    """The process state letter from /proc/PID/stat ('' when the process is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def cmdline_of(pid: int, settle: float = 3.0) -> list[bytes]:
+    """argv of a live process. Right after fork/vfork + exec the kernel briefly shows an
+    empty cmdline; wait for it instead of taking a starting QEMU for a dead one."""
+    deadline = time.monotonic() + settle
+    while True:
+        state = _state(pid)
+        if state in ("", "Z", "X"):
+            return []
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return []
+        if raw or time.monotonic() > deadline:
+            return raw.split(b"\0")
+        time.sleep(0.05)
+
+
 def is_our_qemu(pid: int, vm_name: str) -> bool:
     """True when pid is alive and is the QEMU of this VM (pids get reused)."""
     if pid <= 0:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    cmdline = cmdline_of(pid)
     if not cmdline or b"qemu-system" not in cmdline[0]:
         return False
-    # zombies (our own exited children) have an empty cmdline and fail the check above
     return f"process=hvguard-lab-{vm_name}".encode() in b" ".join(cmdline)
 
 
