@@ -20,6 +20,7 @@ from lab.state import ScenarioState, VmState
 
 _SCENARIO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 ACCEL_ENV = "HVGUARD_LAB_ACCEL"
+SSH_KEEPALIVE = "-o ServerAliveInterval=5 -o ServerAliveCountMax=6"
 
 
 def check_scenario(name: str) -> str:
@@ -235,6 +236,8 @@ def inventory_yaml(cache: Path, st: ScenarioState) -> str:
             f"          ansible_port: {v.ssh_port}",
             "          ansible_user: root",
             f"          ansible_ssh_private_key_file: {json.dumps(str(key))}",
+            # a guest reboot leaves the SSH master hanging on slirp: keepalives end it
+            f"          ansible_ssh_common_args: {json.dumps(SSH_KEEPALIVE)}",
             f"          hvguard_lab_private_ip: {v.private_ip.split('/')[0]}",
             f"          hvguard_lab_private_cidr: {v.private_ip}",
         ]

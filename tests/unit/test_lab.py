@@ -264,6 +264,7 @@ def test_inventory_yaml_lists_every_vm_in_hypervisors(tmp_path):
         "ansible_port": 40001,
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(tmp_path / "ssh" / "id_ed25519"),
+        "ansible_ssh_common_args": "-o ServerAliveInterval=5 -o ServerAliveCountMax=6",
         "hvguard_lab_private_ip": "10.77.9.11",
         "hvguard_lab_private_cidr": "10.77.9.11/24",
     }
