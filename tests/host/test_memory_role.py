@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from conftest import other_roles_off
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
-CATALOGUE = yaml.safe_load((ROOT / "controls" / "catalogue.yml").read_text())
-OTHER_ROLES_OFF = {
-    c["variable"]: False for c in CATALOGUE["controls"] if c["role"] != "hvguard_memory"
-}
+OTHER_ROLES_OFF = other_roles_off("hvguard_memory")
 QEMU_CONF = """# Master configuration file for the QEMU driver.
 #user = "libvirt-qemu"
 #dump_guest_core = 1

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import other_roles_off
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -70,10 +71,8 @@ def run(sandbox: Path, check: bool, **more: Any) -> tuple[str, dict[str, Any]]:
     extra = {
         "hvguard": facts(sandbox / "pool"),
         "hvguard_target": "localhost",
-        "hvguard_memory_init_on_free_enabled": False,
-        "hvguard_memory_no_page_sharing_enabled": False,
-        "hvguard_memory_no_guest_core_enabled": False,
-        "hvguard_memory_swap_check_enabled": False,
+        # site.yml applies every role: keep the others' controls off this machine.
+        **other_roles_off("hvguard_scrub"),
         "hvguard_scrub_lvm_divert_enabled": False,  # dpkg's database is not sandboxed
         "__hvguard_scrub_engine": str(sandbox / "sbin/hvguard-scrub"),
         "__hvguard_scrub_config": str(sandbox / "hvguard-scrub.json"),
