@@ -240,6 +240,8 @@ def inventory_yaml(cache: Path, st: ScenarioState) -> str:
             f"          ansible_ssh_common_args: {json.dumps(SSH_KEEPALIVE)}",
             f"          hvguard_lab_private_ip: {v.private_ip.split('/')[0]}",
             f"          hvguard_lab_private_cidr: {v.private_ip}",
+            # the lab network is the migration network (certificate SANs, firewall peers)
+            f"          hvguard_migration_tls_addresses: [{v.private_ip.split('/')[0]}]",
         ]
     return "\n".join(lines) + "\n"
 

@@ -267,6 +267,7 @@ def test_inventory_yaml_lists_every_vm_in_hypervisors(tmp_path):
         "ansible_ssh_common_args": "-o ServerAliveInterval=5 -o ServerAliveCountMax=6",
         "hvguard_lab_private_ip": "10.77.9.11",
         "hvguard_lab_private_cidr": "10.77.9.11/24",
+        "hvguard_migration_tls_addresses": ["10.77.9.11"],
     }
 
 
