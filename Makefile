@@ -16,7 +16,7 @@ APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 .PHONY: help venv deps audit audit-local site-local lint unit test docs docs-check clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 $(VENV)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
