@@ -57,7 +57,16 @@ docs-check: venv
 # Lab, Molecule and benchmark targets live in mk/*.mk (lab.mk defines `molecule`).
 -include mk/*.mk
 
-test: lint unit molecule ## Everything CI runs: lint, pytest, Molecule scenarios
+# Stages run in order and stop at the first failure; each one's wall time is printed and,
+# when HVGUARD_TIMINGS names a file, appended to it (.ci/run prints it in its summary).
+TEST_STAGES ?= lint unit lab-image molecule
+test: venv ## Everything CI runs: lint, pytest, Molecule scenarios
+	@summary=""; for t in $(TEST_STAGES); do \
+	  t0=$$(date +%s); rc=0; $(MAKE) --no-print-directory $$t || rc=$$?; \
+	  line=$$(printf '%-22s %5ss  rc=%s' "make $$t" "$$(( $$(date +%s) - t0 ))" "$$rc"); \
+	  summary="$$summary\n  $$line"; [ -z "$$HVGUARD_TIMINGS" ] || echo "$$line" >> "$$HVGUARD_TIMINGS"; \
+	  if [ $$rc -ne 0 ]; then printf "::: make test stages:$$summary\n"; exit $$rc; fi; \
+	done; printf "::: make test stages:$$summary\n"
 
 clean:
 	rm -rf $(REPORT_DIR) .pytest_cache

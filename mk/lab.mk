@@ -53,6 +53,7 @@ molecule: venv ## Run every Molecule scenario (MOLECULE_SCENARIOS=...), one at a
 	  flock $(LAB_LOCK) molecule test -s $$s $(MOLECULE_ARGS) || { rc=1; failed="$$failed $$s"; }; \
 	  $(LAB_PY) -m lab down --name molecule-$$s >/dev/null 2>&1 || true; \
 	  summary="$$summary\n  $$s: $$(( $$(date +%s) - t0 ))s"; \
+	  [ -z "$$HVGUARD_TIMINGS" ] || printf '%-22s %5ss\n' "  molecule -s $$s" "$$(( $$(date +%s) - t0 ))" >> "$$HVGUARD_TIMINGS"; \
 	done; \
 	printf "::: molecule wall times:$$summary\n"; \
 	if [ $$rc -ne 0 ]; then echo "::: molecule FAILED:$$failed"; fi; \
