@@ -119,6 +119,9 @@ def render_role_readme(role: Path) -> str:
         if spec.get("description"):
             lines += [_describe(spec["description"]), ""]
         options = spec.get("options") or {}
+        if entry != "main" and options and options == specs.get("main", {}).get("options"):
+            lines += ["Same options as `main`.", ""]
+            continue
         if not options:
             lines += ["No options.", ""]
             continue

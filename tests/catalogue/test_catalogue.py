@@ -131,19 +131,42 @@ def test_argument_specs_cover_defaults(role: str) -> None:
             assert options[name]["default"] == value, f"{role}: {name} default differs from spec"
 
 
-def test_site_and_audit_apply_the_same_roles() -> None:
-    def roles(name: str) -> list[str]:
-        plays = yaml.safe_load((ROOT / "playbooks" / name).read_text())
-        return [r["role"] if isinstance(r, dict) else r for r in plays[0]["roles"]]
+def _plays(name: str) -> tuple[dict, dict]:
+    """(validation play, apply play) of a baseline playbook."""
+    plays = yaml.safe_load((ROOT / "playbooks" / name).read_text())
+    return plays[0], plays[1]
 
-    assert roles("site.yml") == roles("audit.yml")
-    audit = yaml.safe_load((ROOT / "playbooks" / "audit.yml").read_text())[0]
+
+def _applied(name: str) -> list[str]:
+    return [r["role"] if isinstance(r, dict) else r for r in _plays(name)[1]["roles"]]
+
+
+def _validated(name: str) -> list[str]:
+    task = _plays(name)[0]["tasks"][0]
+    assert task["ansible.builtin.include_role"]["tasks_from"] == "validate"
+    return task["loop"]
+
+
+def test_site_and_audit_apply_the_same_roles() -> None:
+    assert _applied("site.yml") == _applied("audit.yml")
+    validation, audit = _plays("audit.yml")
     assert audit["check_mode"] is True and audit["diff"] is True
+    assert validation["check_mode"] is True
+
+
+def test_every_applied_role_is_validated_first() -> None:
+    """Bad input to any role stops the run before the first role changes anything."""
+    for name in ("site.yml", "audit.yml"):
+        assert _validated(name) == _applied(name), name
+    for role in _applied("site.yml"):
+        assert (ROOT / "roles" / role / "tasks" / "validate.yml").is_file(), role
+        specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+        entry = specs["argument_specs"]
+        assert entry["validate"]["options"] == entry["main"]["options"], role
 
 
 def test_every_catalogue_role_is_in_the_baseline() -> None:
-    plays = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
-    in_site = {r["role"] if isinstance(r, dict) else r for r in plays[0]["roles"]}
+    in_site = set(_applied("site.yml"))
     for role in {c["role"] for c in CONTROLS.values()}:
         if (ROOT / "roles" / role).is_dir():
             assert role in in_site, f"{role} exists but site.yml does not apply it"
