@@ -23,6 +23,17 @@ mark() { # mark CELL: a unique marker in $LAST (not a volume name: LVM metadata 
   MARK[$1]=$LAST
 }
 
+# Scans treat NUL as the record separator (grep -z): zero-filled space has no newline, and a
+# newline-delimited grep holds a whole zero region as one "line" (GiBs: the OOM killer ends
+# it and the scan silently finds nothing). A failed read is an error, never "no marker".
+scan() { # scan OUT PATTERNFILE FILE...: OUT gets "count marker" for every marker found
+  local out=$1 rc=0
+  shift
+  LC_ALL=C grep -a -z -h -o -F -f "$1" "${@:2}" >"$W/scan.out" || rc=$?
+  tr '\0' '\n' <"$W/scan.out" | sort | uniq -c >"$out"
+  if [ "$rc" -gt 1 ]; then err "scan of ${*:2} failed (grep rc=$rc)"; return 1; fi
+}
+
 fill_marker() { # fill_marker FILE MARKER MIB: a file of MIB MiB with the marker everywhere
   yes "$2" | head -c $(($3 << 20)) >"$1"
 }
@@ -171,7 +182,8 @@ lvcreate -q -y -W n -Z n -l 100%FREE -n refill vmvg >/dev/null  # no wipe: reads
 lvcreate -q -y -V 700M -T vmvg/tpool -n trefill >/dev/null
 fallocate -l 600M "$POOL/refill.raw"
 for dev in /dev/vmvg/refill /dev/vmvg/trefill "$POOL/refill.raw"; do
-  n=$(grep -a -o -F -f "$W/markers" "$dev" | sort -u | wc -l)
+  scan "$W/newvol" "$W/markers" "$dev"
+  n=$(wc -l <"$W/newvol")
   echo "NEWVOL $dev markers_found=$n"
   [ "$n" = 0 ] || fail=1
 done
@@ -180,7 +192,7 @@ rm -f "$POOL/refill.raw"
 sync; echo 3 >/proc/sys/vm/drop_caches
 
 # ---------------------------------------------------------------- raw disk scan
-grep -a -o -F -f "$W/all" /dev/vdb /dev/vdc | sed 's/^[^:]*://' | sort | uniq -c >"$W/found"
+scan "$W/found" "$W/all" /dev/vdb /dev/vdc
 lvm lvremove -q -f vmvg/control >/dev/null
 while IFS= read -r key; do
   m=${MARK[$key]}
