@@ -22,6 +22,16 @@ endif
 # Scenarios: every molecule/<dir> with a molecule.yml, except the shared playbooks.
 MOLECULE_SCENARIOS ?= $(filter-out _shared,$(patsubst molecule/%/molecule.yml,%,$(sort $(wildcard molecule/*/molecule.yml))))
 MOLECULE_ARGS ?=
+export MOLECULE_ARGS
+# Groups run in order; the scenarios of a group ("a+b") run side by side (at most two VMs in
+# all). `make molecule MOLECULE_SCENARIOS="x y"` runs exactly those, one at a time.
+ifeq ($(origin MOLECULE_SCENARIOS),command line)
+MOLECULE_GROUPS ?= $(MOLECULE_SCENARIOS)
+else
+MOLECULE_PAIRED ?= default scrub
+MOLECULE_GROUPS ?= $(subst $(eval) ,+,$(strip $(filter $(MOLECULE_PAIRED),$(MOLECULE_SCENARIOS)))) \
+  $(filter-out $(MOLECULE_PAIRED),$(MOLECULE_SCENARIOS))
+endif
 
 .PHONY: lab lab-image lab-destroy lab-ssh lab-status lab-bench molecule
 
@@ -45,19 +55,8 @@ lab-ssh: ## SSH into the lab VM
 lab-status: ## List running lab VMs
 	$(LAB_PY) -m lab status
 
-molecule: venv ## Run every Molecule scenario (MOLECULE_SCENARIOS=...), one at a time under the VM lock
-	@rc=0; failed=""; summary=""; \
-	for s in $(MOLECULE_SCENARIOS); do \
-	  t0=$$(date +%s); \
-	  echo "::: molecule test -s $$s"; \
-	  flock $(LAB_LOCK) molecule test -s $$s $(MOLECULE_ARGS) || { rc=1; failed="$$failed $$s"; }; \
-	  $(LAB_PY) -m lab down --name molecule-$$s >/dev/null 2>&1 || true; \
-	  summary="$$summary\n  $$s: $$(( $$(date +%s) - t0 ))s"; \
-	  [ -z "$$HVGUARD_TIMINGS" ] || printf '%-22s %5ss\n' "  molecule -s $$s" "$$(( $$(date +%s) - t0 ))" >> "$$HVGUARD_TIMINGS"; \
-	done; \
-	printf "::: molecule wall times:$$summary\n"; \
-	if [ $$rc -ne 0 ]; then echo "::: molecule FAILED:$$failed"; fi; \
-	exit $$rc
+molecule: venv ## Run every Molecule scenario (MOLECULE_SCENARIOS=... one at a time), under the VM lock
+	LAB_PY=$(LAB_PY) flock $(LAB_LOCK) mk/molecule.sh $(MOLECULE_GROUPS)
 
 lab-bench: venv ## Per-task cost on the lab VM (make lab first): linear vs Mitogen
 	@for strategy in linear mitogen_linear; do \
