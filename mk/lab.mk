@@ -38,7 +38,7 @@ endif
 lab: venv deps ## Boot a lab hypervisor VM, apply site.yml, audit it (reports under reports/lab)
 	flock $(LAB_LOCK) $(LAB_PY) -m lab up --name $(LAB_NAME) --inventory $(LAB_INVENTORY)
 	HVGUARD_REPORT_DIR=$(LAB_REPORTS)/site ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml \
-	  -e hvguard_memory_reboot_ok=true
+	  -e '{"hvguard_memory_reboot_ok": true}'
 	HVGUARD_REPORT_DIR=$(LAB_REPORTS)/audit ansible-playbook -i $(LAB_INVENTORY) --check playbooks/audit.yml
 	@echo "lab '$(LAB_NAME)' is up: make lab-ssh | make lab-destroy"
 	@echo "reports: $(LAB_REPORTS)/site (apply run), $(LAB_REPORTS)/audit (check-mode audit)"
