@@ -13,6 +13,7 @@ import datetime as _dt
 import difflib
 import hashlib
 import html
+import importlib.util
 import json
 import os
 import re
@@ -110,6 +111,25 @@ _TEXT_FIELD_MAX = 8 * 1024  # one msg/diff/stderr; the per-cell cap still applie
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
+def _load_redactor() -> Any:
+    """module_utils/hvguard_redact.py, the pack's one set of redaction rules (the modules use
+    it for their diffs). Loaded by path: controller plugins cannot import module_utils. A
+    missing file fails the plugin's import: no report rather than one that leaks secrets."""
+    path = Path(__file__).resolve().parent.parent / "module_utils" / "hvguard_redact.py"
+    spec = importlib.util.spec_from_file_location("_hvguard_report_redact", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"hvguard_report: cannot load the redaction rules from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_redactor = _load_redactor()
+redact = _redactor.redact
+redact_text = _redactor.redact_text
+REDACTED = _redactor.REDACTED
+
+
 # --------------------------------------------------------------------------------------
 # Catalogue
 # --------------------------------------------------------------------------------------
@@ -202,7 +222,8 @@ def _text(value: Any) -> str:
         return value
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         return "\n".join(value)
-    return json.dumps(value, sort_keys=True, default=str, indent=1)
+    # Redact the structure before it becomes text (its strings would be escaped in JSON).
+    return json.dumps(redact(_jsonable(value)), sort_keys=True, default=str, indent=1)
 
 
 def _jsonable(value: Any) -> Any:
@@ -224,13 +245,15 @@ def render_diff(diff: Any) -> str:
             chunks.append(_text(part))
             continue
         if part.get("prepared"):
-            chunks.append(_text(part["prepared"]))
+            chunks.append(redact_text(_text(part["prepared"])))
             continue
         if "before" not in part and "after" not in part:
             continue
         before, after = part.get("before", ""), part.get("after", "")
-        before_s = before if isinstance(before, str) else _text(before) + "\n"
-        after_s = after if isinstance(after, str) else _text(after) + "\n"
+        # Each side is redacted before diffing, so a redacted line only shows up as changed
+        # when what it hides changed (PEM bodies carry a digest).
+        before_s = redact_text(before) if isinstance(before, str) else _text(before) + "\n"
+        after_s = redact_text(after) if isinstance(after, str) else _text(after) + "\n"
         lines = difflib.unified_diff(
             before_s.splitlines(keepends=True),
             after_s.splitlines(keepends=True),
@@ -256,11 +279,16 @@ def _items(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _entry(task: str, kind: str, status: str, **fields: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {"task": task, "result": kind, "status": status}
+    """One evidence entry. Every piece of evidence enters the report here, so this is where
+    secrets are redacted (before clipping, so that a cut cannot split a PEM block)."""
+    entry: dict[str, Any] = {"task": redact_text(str(task)), "result": kind, "status": status}
     for key, value in fields.items():
         if value in (None, "", [], {}):
             continue
-        entry[key] = _clip(value) if isinstance(value, str) else _jsonable(value)
+        if isinstance(value, str):
+            entry[key] = _clip(redact_text(value))
+        else:
+            entry[key] = redact(_jsonable(value))
     return entry
 
 

@@ -102,7 +102,9 @@ backup_file:
   type: str
   sample: /etc/libvirt/libvirtd.conf.12345.2026-01-01@10:00:00~
 diff:
-  description: Full before/after text (with C(--diff)).
+  description:
+    - Full before/after text (with C(--diff)), with the values of secret-looking keys
+      (C(vnc_password), C(spice_password), ...) and PEM bodies replaced by C(<redacted>).
   returned: when diff mode is on
   type: dict
 """
@@ -113,6 +115,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.hvguard_redact import redact_text
 from ansible.module_utils.hvguard_virconf import VirConfError, apply
 
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -176,9 +179,11 @@ def run(module: AnsibleModule) -> dict[str, Any]:
     changed = after != before or not existed
     result: dict[str, Any] = {"changed": changed, "path": path, "changed_keys": changed_keys}
     if module._diff:
+        # The diff is printed and reported with context: an admin's vnc_password or
+        # spice_password must not travel with it (the comparison above uses the real text).
         result["diff"] = {
-            "before": before if existed else "",
-            "after": after,
+            "before": redact_text(before) if existed else "",
+            "after": redact_text(after),
             "before_header": path if existed else "/dev/null",
             "after_header": path,
         }

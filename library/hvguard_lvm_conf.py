@@ -22,6 +22,8 @@ description:
     fails and writes nothing when either check fails.
   - Optionally turns zeroing on for existing thin pools (C(lvchange --zero y)).
   - In check mode nothing is written or changed; C(changed) means drift.
+  - The C(diff) has the values of secret-looking keys and PEM bodies replaced by
+    C(<redacted>).
 version_added: "0.1.0"
 author: hvguard contributors
 options:
@@ -92,6 +94,21 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible.module_utils.hvguard_redact import redact_text
+except ImportError:  # run as a plain script from the repository (tests): same rules, by path
+    import importlib.util
+
+    _here = os.path.dirname(os.path.abspath(__file__))
+    _spec = importlib.util.spec_from_file_location(
+        "hvguard_redact", os.path.join(_here, "..", "module_utils", "hvguard_redact.py")
+    )
+    if _spec is None or _spec.loader is None:
+        raise
+    _redact = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_redact)  # a missing file fails the module: no unredacted diff
+    redact_text = _redact.redact_text
 
 KEY_RE = re.compile(r"^[a-z_]+/[a-z_]+$")
 LVM_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
@@ -222,9 +239,10 @@ def main() -> None:
     if changed_keys:
         validate_candidate(module, lvm, path, after, {k: want[k] for k in changed_keys})
         result["changed"] = True
+        # Reported and printed with context: secret-looking values never travel with it.
         result["diff"] = {
-            "before": before,
-            "after": after,
+            "before": redact_text(before),
+            "after": redact_text(after),
             "before_header": path,
             "after_header": path,
         }
