@@ -12,6 +12,7 @@ import stat
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -215,6 +216,101 @@ def test_finding_in_a_loop_drifts_per_item() -> None:
     ]
     status, entries = hr.classify("ok", "t", {"results": items[:1]}, True)
     assert (status, entries[0]["result"], entries[0]["item"]) == ("compliant", "finding", "a")
+
+
+@pytest.mark.parametrize("drifting", [("a", "c"), ("a", "b", "c")])
+def test_every_drifting_item_of_a_findings_loop_is_evidence(drifting) -> None:
+    items = [
+        {
+            "hvguard_status": "drift" if name in drifting else "compliant",
+            "msg": f"msg {name}",
+            "evidence": {"n": name},
+            "item": name,
+        }
+        for name in ("a", "b", "c")
+    ]
+    status, entries = hr.classify("ok", "t", {"results": items, "changed": False}, True)
+    assert status == "drift"
+    assert [(e["item"], e["msg"], e["evidence"]) for e in entries] == [
+        (n, f"msg {n}", {"n": n}) for n in drifting
+    ]
+    assert {e["status"] for e in entries} == {"drift"}
+
+
+def test_every_failed_item_of_a_loop_is_evidence() -> None:
+    items = [{"failed": True, "item": i, "msg": f"bad {i}"} for i in (1, 2, 3)]
+    status, entries = hr.classify("failed", "t", {"results": items, "msg": "loop"}, True)
+    assert status == "error"
+    assert [(e["item"], e["msg"]) for e in entries] == [(1, "bad 1"), (2, "bad 2"), (3, "bad 3")]
+
+
+# Every classification rule, one case each: (outcome, result, check_mode) -> status.
+DRIFT_FINDING = {"hvguard_status": "drift", "msg": "m"}
+CLASSIFY_CASES = [
+    ("ok", {}, True, "compliant"),
+    ("ok", {}, False, "compliant"),
+    ("ok", {"changed": True}, True, "drift"),
+    ("ok", {"changed": True}, False, "remediated"),
+    # a loop whose result does not repeat its items' changed flag
+    ("ok", {"results": [{"changed": False}, {"changed": True}]}, True, "drift"),
+    ("ok", {"results": [{"changed": False}, {"changed": True}]}, False, "remediated"),
+    ("ok", {"results": [{"changed": False}, {"changed": False}]}, True, "compliant"),
+    ("failed", {"msg": "x"}, True, "error"),
+    ("failed", {"msg": "x"}, False, "error"),
+    ("failed", {"msg": "x", "changed": True}, True, "error"),  # failed beats changed
+    ("failed_ignored", {"msg": "x"}, True, "compliant"),
+    ("failed_ignored", {"msg": "x"}, False, "compliant"),
+    ("failed_ignored", {"msg": "x", "changed": True}, True, "drift"),
+    ("failed_ignored", {"msg": "x", "changed": True}, False, "remediated"),
+    ("unreachable", {"msg": "x"}, True, "error"),
+    ("unreachable", {"msg": "x"}, False, "error"),
+    ("unreachable", DRIFT_FINDING, True, "error"),  # a dead host reports no finding
+    ("skipped", {"false_condition": TOGGLE}, True, "disabled"),
+    ("skipped", {"false_condition": TOGGLE, "changed": True}, True, "disabled"),
+    ("skipped", {"false_condition": "x == 1"}, False, "not_applicable"),
+    ("skipped", {}, True, "not_applicable"),
+    ("ok", DRIFT_FINDING, True, "drift"),
+    ("ok", DRIFT_FINDING, False, "drift"),
+    ("failed", DRIFT_FINDING, True, "drift"),  # fail_on_drift
+    ("failed_ignored", DRIFT_FINDING, True, "drift"),
+    ("ok", {"hvguard_status": "compliant"}, True, "compliant"),
+    ("ok", {"hvguard_status": "compliant", "changed": True}, False, "remediated"),
+    ("failed", {"hvguard_status": "compliant", "msg": "x"}, True, "error"),
+]
+
+
+@pytest.mark.parametrize(("outcome", "result", "check", "expected"), CLASSIFY_CASES)
+def test_classification_rules(outcome, result, check, expected) -> None:
+    status, entries = hr.classify(outcome, "t", result, check, TOGGLE)
+    assert status == expected
+    assert entries and {e["status"] for e in entries} == {expected}
+
+
+def test_classification_result_kinds() -> None:
+    kinds = {
+        ("ok", "{}"): "ok",
+        ("ok", '{"changed": true}'): "changed",
+        ("failed", "{}"): "failed",
+        ("failed_ignored", "{}"): "ok",
+        ("unreachable", "{}"): "unreachable",
+        ("skipped", "{}"): "skipped",
+        ("ok", '{"hvguard_status": "drift"}'): "finding",
+        ("ok", '{"hvguard_status": "compliant"}'): "finding",
+    }
+    for (outcome, result), kind in kinds.items():
+        entries = hr.classify(outcome, "t", json.loads(result), True, TOGGLE)[1]
+        assert [e["result"] for e in entries] == [kind], (outcome, result)
+
+
+def test_a_loop_skipped_partly_by_the_toggle_is_disabled() -> None:
+    items = [
+        {"skipped": True, "false_condition": "other == 1", "item": 1},
+        {"skipped": True, "false_condition": TOGGLE, "item": 2},
+    ]
+    result = {"results": items, "msg": "All items skipped"}
+    status, entries = hr.classify("skipped", "t", result, True, TOGGLE)
+    assert status == "disabled"
+    assert entries[0]["false_condition"] == "other == 1"
 
 
 def test_render_diff_variants() -> None:
@@ -593,11 +689,100 @@ def test_run_mode_follows_the_plays_not_read_only_probes() -> None:
     agg.record("h", "edit", [M1], "ok", {"changed": True}, True)
     agg.start_play("no results", set(), check_mode=False)
     assert hr.run_mode(agg, cli_check=False) == "check"
+    # plays forcing check mode without --check: the report is an audit, drift is drift
+    forced = hr.build_report(agg, run_meta(check_mode=False))
+    assert forced["run"]["check_mode"] is True
+    assert hr.render_console(forced)[0].startswith("hvguard compliance (check mode): FAILED")
     agg.start_play("apply", {M1}, check_mode=False)
     agg.record("h", "edit", [M1], "ok", {"changed": True}, False)
     assert hr.run_mode(agg, cli_check=False) == "mixed"
     assert hr.run_mode(agg, cli_check=True) == "check"
     assert hr.build_report(agg, run_meta(check_mode=False))["run"]["check_mode"] is False
+
+
+def single_status_report(status: str) -> dict:
+    """One host, one control whose only result gives ``status``."""
+    outcome, result, check = OUTCOMES[status]
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p", {M1})
+    agg.record("h", "task", [M1], outcome, result, check)
+    report = hr.build_report(agg, run_meta(check_mode=check))
+    assert report["hosts"]["h"]["controls"][M1]["status"] == status
+    return report
+
+
+@pytest.mark.parametrize("status", PRECEDENCE)
+def test_verdict_of_a_single_status_in_every_format(status) -> None:
+    """Drift alone fails the run (issue 14): in JSON, console, Markdown, HTML and JUnit."""
+    report = single_status_report(status)
+    failing = status in ("error", "drift")
+    verdict = "FAILED" if failing else "PASSED"
+    assert json.loads(hr.render_json(report))["summary"]["passed"] is (not failing)
+    mode = "check mode" if report["run"]["check_mode"] else "apply run"
+    assert hr.render_console(report)[0] == f"hvguard compliance ({mode}): {verdict}, 1 hosts"
+    assert hr.render_markdown(report).splitlines()[0] == f"## hvguard compliance: {verdict}"
+    page = hr.render_html(report)
+    badge = "s-error" if failing else "s-compliant"
+    assert f"<div class='counts'><span class='{badge}'><b>{verdict}</b>" in page
+    assert ("<tr class='host failing'>" in page) is failing
+    root = ET.fromstring(hr.render_junit(report))
+    counters = {k: int(root.get(k)) for k in ("failures", "errors", "skipped")}
+    expected = {"failures": 0, "errors": 0, "skipped": 0}
+    key = {"error": "errors", "drift": "failures", "disabled": "skipped"}.get(status)
+    key = "skipped" if status == "not_applicable" else key
+    if key:
+        expected[key] = 1
+    assert counters == expected
+    details = "<details><summary>" in hr.render_markdown(report)
+    assert details is failing
+
+
+def test_drift_beside_compliant_hosts_fails_the_run() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p", {M1, M2})
+    for host in ("a", "b", "c"):
+        agg.record(host, "t", [M1, M2], "ok", {}, True)
+    agg.record("b", "edit", [M2], "ok", {"changed": True}, True)
+    report = hr.build_report(agg, run_meta())
+    assert report["summary"]["by_status"]["drift"] == 1
+    assert report["summary"]["by_status"]["error"] == 0
+    assert report["summary"]["passed"] is False
+    assert "FAILED" in hr.render_console(report)[0]
+
+
+def test_cells_are_per_host_and_per_control() -> None:
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p", {M1, M2, G1})
+    agg.record("h1", "t", [M1], "ok", {"changed": True}, True)
+    agg.record("h2", "t", [M1], "ok", {}, True)
+    agg.record("h1", "t", [M2], "failed", {"msg": "x"}, True)
+    agg.record("h1", "t", [G1], "ok", {"changed": True}, False)
+    # one result of a task tagged with two controls is the only result of both on h2
+    agg.record("h2", "t", [M2, G1], "skipped", {"false_condition": TOGGLE}, True)
+    cells = agg.final_cells()
+    statuses = {h: {c: v["status"] for c, v in cs.items()} for h, cs in cells.items()}
+    assert statuses == {
+        "h1": {M1: "drift", M2: "error", G1: "remediated"},
+        "h2": {M1: "compliant", M2: "not_applicable", G1: "not_applicable"},
+    }
+    summary = hr.build_report(agg, run_meta())["summary"]
+    zero = dict.fromkeys(PRECEDENCE, 0)
+    assert summary["by_host"]["h1"] == zero | {"drift": 1, "error": 1, "remediated": 1}
+    assert summary["by_host"]["h2"] == zero | {"compliant": 1, "not_applicable": 2}
+    assert summary["by_control"][M2] == zero | {"error": 1, "not_applicable": 1}
+    assert summary["by_status"] == zero | {
+        "error": 1,
+        "drift": 1,
+        "remediated": 1,
+        "compliant": 1,
+        "not_applicable": 2,
+    }
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(PRECEDENCE, 3)))
+def test_worst_status_of_three_results(order) -> None:
+    records = [("h", [M1], *OUTCOMES[status][:2], OUTCOMES[status][2]) for status in order]
+    assert status_of(agg_with(*records), "h", M1) == min(order, key=PRECEDENCE.index)
 
 
 def test_no_catalogue_never_passes() -> None:
@@ -730,6 +915,79 @@ def test_real_catalogue_loads_with_required_fields() -> None:
         assert hr.CONTROL_ID_RE.match(cid)
         summary = hr.control_summary(entry)
         assert summary["variable"] and summary["role"] and summary["title"]
+
+
+# -- the Ansible adapter with stand-in objects ----------------------------------------
+
+
+def fake_result(tags, data, check_mode=False, action="ansible.builtin.copy", **task_kw):
+    task = SimpleNamespace(
+        get_name=lambda: "a task",
+        tags=tags,
+        check_mode=check_mode,
+        action=action,
+        _uuid="t1",
+        _parent=None,
+        **task_kw,
+    )
+    return SimpleNamespace(task=task, host=SimpleNamespace(get_name=lambda: "h"), result=data)
+
+
+@pytest.fixture
+def callback():
+    cb = hr.CallbackModule()
+    cb._agg = hr.Aggregator(CATALOGUE)
+    cb._agg.start_play("p", {M1, M2})
+    return cb
+
+
+def adapter_statuses(cb) -> dict:
+    return {cid: c["status"] for cid, c in cb._agg.final_cells().get("h", {}).items()}
+
+
+@pytest.mark.parametrize(
+    ("event", "kwargs", "data", "check", "expected"),
+    [
+        ("v2_runner_on_ok", {}, {"changed": True}, True, "drift"),
+        ("v2_runner_on_ok", {}, {"changed": True}, False, "remediated"),
+        ("v2_runner_on_ok", {}, {"changed": False}, True, "compliant"),
+        ("v2_runner_on_failed", {}, {"msg": "x"}, True, "error"),
+        ("v2_runner_on_failed", {"ignore_errors": True}, {"msg": "x"}, True, "compliant"),
+        ("v2_runner_on_skipped", {}, {"false_condition": TOGGLE}, True, "disabled"),
+        ("v2_runner_on_skipped", {}, {"false_condition": "x"}, True, "not_applicable"),
+        ("v2_runner_on_unreachable", {}, {"msg": "x"}, True, "error"),
+    ],
+)
+def test_adapter_events_map_to_statuses(callback, event, kwargs, data, check, expected) -> None:
+    getattr(callback, event)(fake_result([M1], data, check_mode=check), **kwargs)
+    assert adapter_statuses(callback)[M1] == expected
+
+
+def test_adapter_failure_stops_the_host_unless_ignored_or_rescued(callback) -> None:
+    callback.v2_runner_on_failed(fake_result([], {"msg": "x"}), ignore_errors=True)
+    assert adapter_statuses(callback) == {}
+    callback.v2_runner_on_failed(fake_result([], {"msg": "boom"}))
+    assert adapter_statuses(callback) == {M1: "error", M2: "error"}
+
+
+def test_adapter_unreachable_stops_the_host_unless_ignored(callback) -> None:
+    result = fake_result([], {"msg": "x"}, ignore_unreachable=True)
+    callback.v2_runner_on_unreachable(result)
+    assert adapter_statuses(callback) == {}
+    callback.v2_runner_on_unreachable(fake_result([], {"msg": "ssh"}))
+    assert adapter_statuses(callback) == {M1: "error", M2: "error"}
+
+
+def test_adapter_ignores_includes_that_ran_and_item_events(callback) -> None:
+    include = fake_result([M1], {"changed": True}, True, action="ansible.builtin.include_tasks")
+    callback.v2_runner_on_ok(include)
+    for event in ("v2_runner_item_on_ok", "v2_runner_item_on_failed", "v2_runner_item_on_skipped"):
+        getattr(callback, event)(fake_result([M1], {"changed": True, "failed": True}, True))
+    assert adapter_statuses(callback) == {}
+    callback.v2_runner_on_skipped(
+        fake_result([M1], {"false_condition": "x"}, action="include_role")
+    )
+    assert adapter_statuses(callback) == {M1: "not_applicable"}
 
 
 # -- real ansible-playbook runs -------------------------------------------------------
