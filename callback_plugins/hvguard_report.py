@@ -234,6 +234,39 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
+# Installed programs and data are evidence by identity, not by text (the scrub engine alone
+# is over a thousand lines); configuration files (everything under /etc) keep their diff.
+_INSTALL_DIRS = ("/usr/", "/opt/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/boot/", "/srv/")
+_CONTROLLER_TMP = ("/ansible-local-", "/.ansible/tmp/")
+
+
+def _installed_file(path: str, before: str, after: str) -> bool:
+    """A file the pack installs rather than configures: outside /etc, in a program or data
+    directory, or a script anywhere outside /etc. (Ansible diffs no binary files.)"""
+    if not path.startswith("/") or path.startswith("/etc/"):
+        return False
+    if path.startswith(_INSTALL_DIRS):
+        return True
+    return before.startswith("#!") or after.startswith("#!")
+
+
+def _identity(text: str) -> str:
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogatepass")
+    return f"sha256 {hashlib.sha256(data).hexdigest()}, {len(data)} bytes"
+
+
+def _file_summary(path: str, before: str, after: str) -> str:
+    old = _identity(before) if before else "absent or empty"
+    return (
+        f"installed file {path} differs (no text diff for installed files)\n"
+        f"  on the host: {old}\n"
+        f"  this run:    {_identity(after)}"
+    )
+
+
 def render_diff(diff: Any) -> str:
     """A result's ``diff`` (dict or list of dicts) as unified diff text."""
     if not diff:
@@ -250,6 +283,14 @@ def render_diff(diff: Any) -> str:
         if "before" not in part and "after" not in part:
             continue
         before, after = part.get("before", ""), part.get("after", "")
+        before_header = str(part.get("before_header", "before"))
+        after_header = str(part.get("after_header", "after"))
+        texts = isinstance(before, str) and isinstance(after, str)
+        if texts and _installed_file(before_header, before, after):
+            chunks.append(_file_summary(before_header, before, after))
+            continue
+        if any(mark in after_header for mark in _CONTROLLER_TMP):
+            after_header = f"{before_header} (new)"  # template's temp file means nothing
         # Each side is redacted before diffing, so a redacted line only shows up as changed
         # when what it hides changed (PEM bodies carry a digest).
         before_s = redact_text(before) if isinstance(before, str) else _text(before) + "\n"
@@ -257,8 +298,8 @@ def render_diff(diff: Any) -> str:
         lines = difflib.unified_diff(
             before_s.splitlines(keepends=True),
             after_s.splitlines(keepends=True),
-            fromfile=str(part.get("before_header", "before")),
-            tofile=str(part.get("after_header", "after")),
+            fromfile=before_header,
+            tofile=after_header,
         )
         text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
         chunks.append(text)

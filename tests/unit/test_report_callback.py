@@ -323,6 +323,69 @@ def test_render_diff_variants() -> None:
     assert "-a" in both and "+b" in both and "-c" in both and "+d" in both
 
 
+ENGINE = ROOT / "roles" / "hvguard_scrub" / "files" / "hvguard-scrub"
+
+
+def test_installed_file_evidence_is_its_identity_not_its_text() -> None:
+    """HVG-STO-001 (issue 10, bug 5): the engine's copy task is evidence by path, checksum and
+    size, not by a diff of its whole source."""
+    new = ENGINE.read_text()
+    old = new.replace("\n", "\n# an older engine\n", 1)
+    dest = "/usr/local/sbin/hvguard-scrub"
+    copy = [{"before": old, "after": new, "before_header": dest, "after_header": str(ENGINE)}]
+    agg = hr.Aggregator(CATALOGUE)
+    agg.start_play("p", {M1})
+    agg.record("h", "HVG-STO-001 | engine", [M1], "ok", {"changed": True, "diff": copy}, True)
+    report = hr.build_report(agg, run_meta())
+    jsonschema.validate(json.loads(hr.render_json(report)), schema())
+    text = report["hosts"]["h"]["controls"][M1]["evidence"][0]["diff"]
+    sha = hashlib.sha256(ENGINE.read_bytes()).hexdigest()
+    old_sha = hashlib.sha256(old.encode()).hexdigest()
+    assert text == (
+        f"installed file {dest} differs (no text diff for installed files)\n"
+        f"  on the host: sha256 {old_sha}, {len(old.encode())} bytes\n"
+        f"  this run:    sha256 {sha}, {ENGINE.stat().st_size} bytes"
+    )
+    engine_line = next(line for line in new.splitlines() if line.startswith("def "))
+    for render in hr.RENDERERS.values():
+        output = render(report)
+        assert engine_line not in output
+        assert sha in output
+    fresh = [{"before": "", "after": new, "before_header": dest, "after_header": str(ENGINE)}]
+    assert "on the host: absent or empty" in hr.render_diff(fresh)
+
+
+@pytest.mark.parametrize(
+    ("path", "before", "summary"),
+    [
+        ("/etc/grub.d/40_custom", "#!/bin/sh\nexec tail -n +3 $0\n", False),  # config script
+        ("/etc/hvguard-scrub.json", '{"a": 1}\n', False),
+        ("/tmp/lab/qemu.conf", "a = 1\n", False),  # not an install directory, not a script
+        ("/tmp/lab/tool", "#!/usr/bin/python3\nprint(1)\n", True),
+        ("/usr/lib/x/data.bin", "a\n", True),
+        ("/opt/x/lib.py", "a\n", True),
+    ],
+)
+def test_only_config_files_get_a_text_diff(path, before, summary) -> None:
+    text = hr.render_diff({"before": before, "after": before + "b\n", "before_header": path})
+    assert text.startswith("installed file") is summary
+    assert ("+b" in text) is not summary
+
+
+def test_template_temp_paths_are_not_the_after_header() -> None:
+    part = {
+        "before": "a\n",
+        "after": "b\n",
+        "before_header": "/etc/hvguard-scrub.json",
+        "after_header": "/root/.ansible/tmp/ansible-local-52x/tmpa7/hvguard-scrub.json.j2",
+    }
+    text = hr.render_diff([part])
+    assert text.splitlines()[:2] == [
+        "--- /etc/hvguard-scrub.json",
+        "+++ /etc/hvguard-scrub.json (new)",
+    ]
+
+
 # -- aggregation ----------------------------------------------------------------------
 
 OUTCOMES = {
