@@ -1,10 +1,12 @@
 """Evidence never carries secrets (issue 8 finding 10): planted secrets in every file the
 pack diffs, through every report renderer and at the source in the pack's own modules.
 
-Files the pack diffs (roles' copy/template/hvguard_libvirt_conf/hvguard_lvm_conf tasks):
-qemu.conf (HVG-MEM-003, HVG-MIG-004), libvirtd.conf/virtproxyd.conf (HVG-MIG-002/003),
-lvmlocal.conf (HVG-STO-003/004), the GRUB drop-in (HVG-MEM-001), the scrub JSON config
-(HVG-STO-001) and the TLS keys and certificates (HVG-MIG-001).
+Files the pack diffs (roles' copy/template/lineinfile/hvguard_libvirt_conf/hvguard_lvm_conf
+tasks): qemu.conf (HVG-MEM-003, HVG-MIG-004), libvirtd.conf/virtproxyd.conf (HVG-MIG-002/003),
+lvmlocal.conf (HVG-STO-003/004), the GRUB drop-in (HVG-MEM-001), the KSM tmpfiles.d file
+(HVG-MEM-002), the scrub JSON config and systemd unit (HVG-STO-001), nftables.conf
+(HVG-MIG-005) and the TLS keys and certificates (HVG-MIG-001). The engine itself is an
+installed file: evidence by checksum, no text.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def diff(path: str, before: str, after: str, copy_style: bool = False) -> object
 def planted_report() -> tuple[dict, set[str]]:
     qemu, libvirtd, lvm = text("qemu.conf"), text("libvirtd.conf"), text("lvmlocal.conf")
     grub, scrub = text("hvguard-grub.cfg"), text("hvguard-scrub.json")
-    secrets = planted(qemu, libvirtd, lvm, grub, scrub) | ALL_PEM_LINES
+    others = [text(n) for n in ("hvguard-scrub.service", "hvguard-ksm.conf", "nftables.conf")]
+    secrets = planted(qemu, libvirtd, lvm, grub, scrub, *others) | ALL_PEM_LINES
     agg = hr.Aggregator(CATALOGUE)
     agg.start_play("audit", set(CATALOGUE), check_mode=True)
 
@@ -174,6 +177,17 @@ def planted_report() -> tuple[dict, set[str]]:
     rec("hv1", "HVG-MEM-001", "ok", {"changed": True, "diff": diff("/g", grub, new_grub, True)})
     new_scrub = json.dumps({"state_dir": "/var/lib/hvguard-scrub", "pools": []}, indent=2)
     rec("hv1", "HVG-STO-001", "ok", {"changed": True, "diff": diff("/s", scrub, new_scrub, True)})
+    unit = text("hvguard-scrub.service")
+    new_unit = text("hvguard-scrub.service.j2")
+    udiff = diff("/etc/systemd/system/hvguard-scrub.service", unit, new_unit, True)
+    rec("hv3", "HVG-STO-001", "ok", {"changed": True, "diff": udiff})
+    ksm = text("hvguard-ksm.conf")
+    new_ksm = edit(ksm, "- 1", "- 0")
+    rec("hv3", "HVG-MEM-002", "ok", {"changed": True, "diff": diff("/etc/t", ksm, new_ksm, True)})
+    nft = text("nftables.conf")
+    new_nft = nft + 'include "/etc/nftables.d/hvguard-*.nft"\n'
+    ndiff = diff("/etc/nftables.conf", nft, new_nft)
+    rec("hv3", "HVG-MIG-005", "ok", {"changed": True, "diff": ndiff})
     items = [
         {"changed": True, "item": {"name": name}, "_ansible_item_label": f"/etc/pki/{name}",
          "diff": diff(f"/etc/pki/{name}", old, new, True)}
@@ -239,6 +253,9 @@ def test_planted_secrets_reach_no_report_format() -> None:
     assert "+listen_tls = 1" in cells["HVG-MIG-002"]["evidence"][0]["diff"]
     assert '-GRUB_PASSWORD="<redacted>"' in cells["HVG-MEM-001"]["evidence"][0]["diff"]
     assert '-  "notify_token": "<redacted>",' in cells["HVG-STO-001"]["evidence"][0]["diff"]
+    unit = report["hosts"]["hv3"]["controls"]["HVG-STO-001"]["evidence"][0]["diff"]
+    assert '-Environment="SCRUB_NOTIFY_PASSWORD=<redacted>' in unit
+    assert "-Environment=API_TOKEN=<redacted>" in unit
     key = cells["HVG-MIG-001"]["evidence"][0]["diff"]
     assert " -----BEGIN PRIVATE KEY-----" in key
     assert re.search(r"^-<redacted sha256:\w+>\n\+<redacted sha256:\w+>$", key, re.M)
@@ -318,7 +335,9 @@ def test_real_check_run_reports_carry_no_planted_secret(tmp_path) -> None:
         pytest.skip("no .venv/bin/ansible-playbook (run make venv)")
     data = tmp_path / "data"
     data.mkdir()
-    for name in ("qemu.conf", "libvirtd.conf", "hvguard-grub.cfg", "hvguard-scrub.json"):
+    copied = ("qemu.conf", "libvirtd.conf", "hvguard-grub.cfg", "hvguard-scrub.json",
+                 "hvguard-scrub.service", "hvguard-ksm.conf", "nftables.conf")  # fmt: skip
+    for name in copied:
         shutil.copy(SECRETS / name, data / name)
     (data / "server-key.pem").write_text(OLD_KEY)
     (data / "cacert.pem").write_text(OLD_CERT)
@@ -326,8 +345,9 @@ def test_real_check_run_reports_carry_no_planted_secret(tmp_path) -> None:
     if have_lvm:
         shutil.copytree("/etc/lvm", data / "lvm")
         shutil.copy(SECRETS / "lvmlocal.conf", data / "lvm" / "lvmlocal.conf")
-    secrets = planted(*(text(n) for n in ("qemu.conf", "libvirtd.conf", "hvguard-grub.cfg")))
-    secrets |= planted(text("hvguard-scrub.json"), text("lvmlocal.conf") if have_lvm else "x")
+    secrets = planted(*(text(n) for n in copied))
+    if have_lvm:
+        secrets |= planted(text("lvmlocal.conf"))
     secrets |= set(pem_bodies(OLD_KEY, OLD_CERT, NEW_KEY, NEW_CERT))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "HVGUARD_"))}
     env |= {
@@ -361,9 +381,10 @@ def test_real_check_run_reports_carry_no_planted_secret(tmp_path) -> None:
     assert not leaked, f"ansible-playbook --diff output leaks {leaked}"
     report = json.loads((tmp_path / "reports" / "hvguard-report.json").read_text())
     statuses = {c: v["status"] for c, v in report["hosts"]["localhost"]["controls"].items()}
-    expected = {"HVG-MEM-001", "HVG-MEM-003", "HVG-MIG-001", "HVG-MIG-002", "HVG-STO-001"}
+    expected = {"HVG-MEM-001", "HVG-MEM-002", "HVG-MEM-003", "HVG-MIG-001", "HVG-MIG-002"}
+    expected |= {"HVG-MIG-005", "HVG-STO-001"}
     assert statuses == dict.fromkeys(expected | ({"HVG-STO-004"} if have_lvm else set()), "drift")
     evidence = report["hosts"]["localhost"]["controls"]["HVG-MEM-003"]["evidence"][0]
     assert 'vnc_password = "<redacted>"' in evidence["diff"]
-    for name in ("qemu.conf", "libvirtd.conf", "hvguard-grub.cfg", "hvguard-scrub.json"):
+    for name in copied:
         assert (data / name).read_text() == text(name)  # check mode
