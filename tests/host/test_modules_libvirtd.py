@@ -10,7 +10,9 @@ A session libvirtd runs as ``nobody`` in its own directories (nothing shared wit
 * ``hvguard_facts`` (its Gatherer, pointed at ``qemu:///session``) reports a dir pool and a
   tiny diskless TCG domain that really runs: state, persistence, QEMU pid and start time.
 
-The domain is a VM start, so it holds /tmp/hvguard-vm.lock (bounded wait, else skip).
+The domain is a VM start, so it holds /tmp/hvguard-vm.lock. A developer's run waits 2 min
+for it and then skips; on CI (CI set, or HVGUARD_STRICT_SKIPS=1) the test is required, so it
+waits up to 15 min (HVGUARD_VM_LOCK_WAIT overrides both) and then fails instead.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ virconf = load_module_utils("hvguard_virconf")
 
 NOBODY = 65534
 TOOLS = ("libvirtd", "virsh", "virt-admin", "setpriv", "qemu-system-x86_64")
-pytestmark = pytest.mark.skipif(
+needs_libvirt = pytest.mark.skipif(
     os.geteuid() != 0 or any(shutil.which(t) is None for t in TOOLS),
     reason="needs root, libvirtd, virsh, virt-admin, setpriv and qemu-system-x86_64",
 )
+VM_LOCK = "/tmp/hvguard-vm.lock"
 
 # The keys and Python types the roles pass (migration_tls, memory).
 LIBVIRTD_SETTINGS = {
@@ -70,9 +73,24 @@ DOMAIN_XML = """<domain type='qemu'>
 """
 
 
+def required_on_ci() -> bool:
+    """Same rule as tests/conftest.py: CI (or HVGUARD_STRICT_SKIPS=1) must not skip."""
+    flag = os.environ.get("HVGUARD_STRICT_SKIPS", "")
+    if flag in {"0", "1"}:
+        return flag == "1"
+    return os.environ.get("CI", "").lower() not in {"", "0", "false", "no"}
+
+
+def lock_wait() -> float:
+    """Seconds to wait for the VM lock: generous where the test is required."""
+    return float(os.environ.get("HVGUARD_VM_LOCK_WAIT", 900 if required_on_ci() else 120))
+
+
 @contextlib.contextmanager
-def vm_lock(wait: float = 120) -> Iterator[None]:
-    with open("/tmp/hvguard-vm.lock", "a") as handle:
+def vm_lock(path: str = VM_LOCK, wait: float | None = None, poll: float = 2) -> Iterator[None]:
+    strict = required_on_ci()
+    wait = lock_wait() if wait is None else wait
+    with open(path, "a") as handle:
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -80,8 +98,11 @@ def vm_lock(wait: float = 120) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    pytest.skip("the host-wide VM lock stayed busy")
-                time.sleep(2)
+                    message = f"the host-wide VM lock {path} stayed busy for {wait:.0f} s"
+                    if strict:
+                        pytest.fail(message + " (required on CI: nothing else may hold it)")
+                    pytest.skip(message)
+                time.sleep(poll)
         try:
             yield
         finally:
@@ -167,6 +188,7 @@ def session(tmp_path: Path) -> Iterator[Session]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@needs_libvirt
 def test_configs_written_by_module_are_taken_by_libvirtd_and_facts_see_it(session, tmp_path):
     reports = tmp_path / "reports"
     libvirtd_conf = session.config / "libvirtd.conf"
@@ -238,3 +260,63 @@ def test_configs_written_by_module_are_taken_by_libvirtd_and_facts_see_it(sessio
     after = gatherer.libvirt_facts("other")
     (stopped,) = after["domains"]
     assert (stopped["state"], stopped["qemu_pid"]) == ("shutoff", None)
+
+
+# -- the lock itself -----------------------------------------------------------------------
+@contextlib.contextmanager
+def held(path: Path, seconds: float) -> Iterator[subprocess.Popen]:
+    """Another process holds ``path`` for ``seconds`` (as a Molecule run would)."""
+    holder = subprocess.Popen(["flock", str(path), "sleep", str(seconds)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until flock really holds it
+            with open(path, "a") as probe:
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(probe, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    break
+            time.sleep(0.05)
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize(
+    ("env", "outcome"),
+    [
+        ({"CI": "true"}, pytest.fail.Exception),
+        ({"HVGUARD_STRICT_SKIPS": "1"}, pytest.fail.Exception),
+        ({}, pytest.skip.Exception),
+    ],
+)
+def test_busy_vm_lock_fails_on_ci_and_skips_elsewhere(tmp_path, monkeypatch, env, outcome):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("HVGUARD_STRICT_SKIPS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    lock = tmp_path / "vm.lock"
+    # BaseException: pytest's skip and fail outcomes both derive from it, and a skip must not
+    # escape and turn this test into a skip itself.
+    with (
+        held(lock, 30),
+        pytest.raises(BaseException) as raised,
+        vm_lock(str(lock), wait=1, poll=0.1),
+    ):
+        raise AssertionError("entered while another process held the lock")
+    assert raised.type is outcome, raised.value
+    assert "stayed busy for 1 s" in str(raised.value)
+
+
+def test_ci_waits_for_the_vm_lock_generously(tmp_path, monkeypatch):
+    monkeypatch.delenv("HVGUARD_STRICT_SKIPS", raising=False)
+    monkeypatch.delenv("HVGUARD_VM_LOCK_WAIT", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert lock_wait() >= 900  # a Molecule VM boot + audit holds it for minutes
+    monkeypatch.setenv("HVGUARD_VM_LOCK_WAIT", "20")
+    lock = tmp_path / "vm.lock"
+    start = time.monotonic()
+    with held(lock, 2), vm_lock(str(lock), poll=0.1):
+        waited = time.monotonic() - start
+    assert 1 < waited < 20  # taken once the holder let go, not skipped or failed

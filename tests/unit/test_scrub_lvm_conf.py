@@ -49,14 +49,15 @@ def test_render_value():
     assert mod.render_value('a"b') == '"a\\"b"'
 
 
-def run_module(lvmdir: Path, check: bool, **settings) -> dict:
+def run_module(lvmdir: Path, check: bool, lvm: str = LVM, extra: dict | None = None, **settings):
     """Run the module as Ansible does (args file), with the venv's ansible importable."""
     args = {
         "path": str(lvmdir / "lvmlocal.conf"),
         "settings": settings,
-        "lvm": LVM,
+        "lvm": lvm,
         "_ansible_check_mode": check,
         "_ansible_diff": True,
+        **(extra or {}),
     }
     argfile = lvmdir.parent / "args.json"
     argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
@@ -90,7 +91,11 @@ def test_module_check_apply_idempotent(lvmdir):
     assert effective(lvmdir, "devices/issue_discards") == "0"
     res = run_module(lvmdir, True, **{"devices/issue_discards": 1})
     assert res["changed"] and res["changed_keys"] == ["devices/issue_discards"]
+    assert res["effective"] == {"devices/issue_discards": "0"}
     assert (lvmdir / "lvmlocal.conf").read_text() == before  # check mode wrote nothing
+    assert res["diff"]["before"] == before
+    assert res["diff"]["after"] == mod.set_key(before, "devices", "issue_discards", "1")
+    assert sorted(p.name for p in lvmdir.iterdir()) == sorted(os.listdir("/etc/lvm"))
     res = run_module(lvmdir, False, **{"devices/issue_discards": 1})
     assert res["changed"]
     assert effective(lvmdir, "devices/issue_discards") == "1"
@@ -116,3 +121,94 @@ def test_module_rejects_bad_key_and_invalid_result(lvmdir):
     res = run_module(lvmdir, False, **{"devices/no_such_key": 1})
     assert res["failed"]
     assert (lvmdir / "lvmlocal.conf").read_text() == before
+
+
+@needs_lvm
+def test_module_refuses_a_value_lvm_rejects_and_writes_nothing(lvmdir):
+    before = (lvmdir / "lvmlocal.conf").read_text()
+    res = run_module(lvmdir, False, **{"devices/issue_discards": "maybe"})
+    assert res["failed"] and "lvmconfig --validate failed" in res["msg"], res
+    assert (lvmdir / "lvmlocal.conf").read_text() == before
+    assert effective(lvmdir, "devices/issue_discards") == "0"
+
+
+@needs_lvm
+def test_module_refuses_an_edit_that_does_not_take_effect(lvmdir):
+    # LVM merges repeated sections and the last value wins: editing the first one would
+    # change nothing, so the read-back in the scratch copy must stop the write.
+    local = lvmdir / "lvmlocal.conf"
+    local.write_text(local.read_text() + "devices {\n}\ndevices {\n\tissue_discards = 0\n}\n")
+    before = local.read_text()
+    res = run_module(lvmdir, False, **{"devices/issue_discards": 1})
+    assert res["failed"] and "would be '0', not 1" in res["msg"], res
+    assert local.read_text() == before
+
+
+@needs_lvm
+def test_module_creates_a_missing_lvmlocal_conf_world_readable(lvmdir):
+    (lvmdir / "lvmlocal.conf").unlink()
+    res = run_module(lvmdir, False, **{"devices/issue_discards": 1})
+    assert res["changed"], res
+    assert (lvmdir / "lvmlocal.conf").stat().st_mode & 0o777 == 0o644
+    assert effective(lvmdir, "devices/issue_discards") == "1"
+    assert not [p.name for p in lvmdir.iterdir() if p.name.startswith(".hvguard-")]
+
+
+POOLS = {"vg0/pool": "0", "vg1/zeroed": "1"}
+
+
+@pytest.fixture
+def scripted_lvm(tmp_path):
+    """make(pools) -> (lvm, log): an lvm that answers lvs with ``pools`` (thin pool ->
+    zero flag) and a plain LV, logs lvchange calls and hands the rest (lvmconfig) to lvm."""
+
+    def make(pools: dict[str, str]) -> tuple[Path, Path]:
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        lvs = [{"vg_name": k.split("/")[0], "lv_name": k.split("/")[1], "zero": v}
+               for k, v in pools.items()]  # fmt: skip
+        plain = {"vg_name": "vg0", "lv_name": "root", "zero": ""}
+        (bindir / "pools.json").write_text(json.dumps({"report": [{"lv": lvs}]}))
+        (bindir / "all.json").write_text(json.dumps({"report": [{"lv": [*lvs, plain]}]}))
+        script = bindir / "lvm"
+        script.write_text(
+            f"""#!/bin/sh
+case "$1" in
+  lvs) case " $* " in
+         *" -S segtype=thin-pool "*) cat {bindir}/pools.json ;;
+         *) cat {bindir}/all.json ;;
+       esac ;;
+  lvchange) echo "$*" >> {bindir}/lvchange.log ;;
+  *) exec {LVM} "$@" ;;
+esac
+"""
+        )
+        script.chmod(0o755)
+        return script, bindir / "lvchange.log"
+
+    return make
+
+
+@needs_lvm
+def test_thin_pools_zero_check_mode_reports_and_changes_nothing(lvmdir, scripted_lvm):
+    lvm, log = scripted_lvm(POOLS)
+    res = run_module(lvmdir, True, str(lvm), {"thin_pools_zero": True})
+    assert res["changed"] is True, res
+    assert res["thin_pools_fixed"] == ["vg0/pool"]
+    assert not log.exists(), log.read_text()
+
+
+@needs_lvm
+def test_thin_pools_zero_apply_turns_zeroing_on_for_those_pools_only(lvmdir, scripted_lvm):
+    lvm, log = scripted_lvm(POOLS)
+    res = run_module(lvmdir, False, str(lvm), {"thin_pools_zero": True})
+    assert res["changed"] is True and res["thin_pools_fixed"] == ["vg0/pool"], res
+    assert log.read_text().splitlines() == ["lvchange --zero y vg0/pool"]
+
+
+@needs_lvm
+def test_thin_pools_all_zeroing_is_no_change(lvmdir, scripted_lvm):
+    lvm, log = scripted_lvm({"vg1/zeroed": "1"})
+    res = run_module(lvmdir, False, str(lvm), {"thin_pools_zero": True})
+    assert res["changed"] is False and res["thin_pools_fixed"] == [], res
+    assert not log.exists()

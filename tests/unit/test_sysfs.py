@@ -198,3 +198,20 @@ def test_real_ansible_run_check_then_apply(ksm_run, tmp_path):
     assert ksm_run.read_text() == "0"
     again = ansible_adhoc("hvguard_sysfs", args, tmp_path / "r")
     assert again["changed"] is False, again
+
+
+def test_value_compared_without_surrounding_whitespace(ksm_run, capsys):
+    # A YAML block scalar (`value: |`) ends in a newline; the kernel's text does too.
+    ksm_run.write_text("0\n")
+    result = run_module(mod, capsys, {"path": str(ksm_run), "value": "0\n"}, check=True)
+    assert result["changed"] is False
+    ksm_run.write_text("1\n")
+    assert run_module(mod, capsys, {"path": str(ksm_run), "value": " 0 "}, check=True)["changed"]
+
+
+def test_compliant_by_match_diff_shows_no_change(ksm_run, capsys):
+    ksm_run.write_text("2\n")
+    args = {"path": str(ksm_run), "value": "0", "match": "^[02]$"}
+    result = run_module(mod, capsys, args, check=True, diff=True)
+    assert result["changed"] is False
+    assert result["diff"]["before"] == result["diff"]["after"] == "2\n"

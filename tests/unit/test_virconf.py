@@ -103,8 +103,9 @@ def test_parses_all_value_forms():
 
 
 def test_first_occurrence_wins():
-    conf = virconf.VirConf("a = 1\na = 2\n")
+    conf = virconf.VirConf("a = 1\nb = 'x'\na = 2\n")
     assert conf.get("a") == 1
+    assert conf.as_dict() == {"a": 1, "b": "x"}
     assert conf.get("missing", "dflt") == "dflt"
 
 
