@@ -1,5 +1,5 @@
 # Copyright: hvguard contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0
 """Action plugin hvguard_finding: record a report-only control result on the controller.
 
 Documentation lives in library/hvguard_finding.py (ansible-doc reads modules, not actions).

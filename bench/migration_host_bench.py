@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Host companion of bench/migration_bench.yml: TLS vs plaintext live migration on loopback.
 
 Two hand-started session libvirtd daemons (tests/fixtures/tls/tlslab.py, run as nobody)

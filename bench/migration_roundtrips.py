@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Time live migrations of one domain between two hypervisors (run on the first one).
 
 Stdlib only: it runs on a lab hypervisor. Each round trip is `self -> peer` then

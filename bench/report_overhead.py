@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark: cost of the hvguard_report callback, as ratios against baselines from the same run.
 
 1. End to end: the same ansible-playbook run (N local-connection hosts, T tagged tasks, free

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Scrub engine benchmarks on the host (root): loop devices and files, ratios in one run.
 
 1. Unthrottled zero writes vs `dd if=/dev/zero of=DEV oflag=direct bs=4M` (target >= 0.9).

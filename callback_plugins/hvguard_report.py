@@ -1,5 +1,5 @@
 # Copyright: hvguard contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0
 """hvguard compliance report: task results -> per host x control reports.
 
 The module is in two layers. Everything above ``CallbackModule`` is plain Python working on

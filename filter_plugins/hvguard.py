@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Generic hvguard filters (report gating)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Filters for hvguard_migration_tls: certificate names, DN allow-lists, PEM checks.
 
 Everything runs on the controller. The PEM helpers use `cryptography` (a dependency of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`python -m lab up|down|ssh|status|inventory|instance-config|image`."""
 
 import argparse

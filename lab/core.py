@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Lab operations behind the CLI: up, down, status, inventory."""
 
 import contextlib

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Errors the lab reports to a human: what went wrong and how to fix it."""
 
 

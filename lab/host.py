@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Host-side helpers: required commands, subprocess runs with readable failures."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Build the Debian 12 hypervisor image: debootstrap -> ext4 (mke2fs -d) -> MBR disk with GRUB.
 
 The VM boots through GRUB reading the guest's own /etc/default/grub(.d), so a role that adds a

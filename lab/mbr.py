@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A minimal MBR partition table: one bootable Linux partition (no sfdisk on the host)."""
 
 import struct

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Addresses of a scenario: SSH forward ports, the private L2 network, MACs and IPs.
 
 Each scenario gets a slot 1..250 (from its name, moved on when another running scenario holds

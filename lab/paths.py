@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where the lab keeps its image cache, keys and per-scenario state."""
 
 import os

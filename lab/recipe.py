@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The image recipe: what goes into the hypervisor image, and its content hash.
 
 The cached image is named by the hash of everything that shapes it (suite, packages, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the user asks for: VMs with memory, vCPUs and extra disks (CLI flags or platforms)."""
 
 import json

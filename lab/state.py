@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-scenario state on disk: which VMs run where (survives the lab process for `down`)."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """QEMU lifecycle of lab VMs: overlays, command line, start, wait for SSH, stop."""
 
 import contextlib

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: hvguard contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0
 # Documentation and argument spec of the hvguard_finding action plugin
 # (action_plugins/hvguard_finding.py). The action runs on the controller; this file exists so
 # that ansible-doc and ansible-lint know the action and its arguments.

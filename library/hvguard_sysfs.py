@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: hvguard contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: set one sysfs/procfs attribute, reporting drift in check mode."""
 
 from __future__ import annotations

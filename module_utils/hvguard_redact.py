@@ -1,5 +1,5 @@
 # Copyright: hvguard contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0
 """Redaction of secrets in evidence: config diffs, messages, findings (stdlib only).
 
 Used at the source by the pack's modules (their ``diff`` output) and centrally by the

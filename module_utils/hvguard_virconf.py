@@ -1,5 +1,5 @@
 # Copyright: hvguard contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: Apache-2.0
 """Parser and in-place editor for libvirt's config grammar (virconf).
 
 The grammar follows libvirt's src/util/virconf.c, which reads libvirtd.conf, qemu.conf,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Suite-wide rule: on CI a skipped test is a failure unless tests/ci_skips.yml allows it.
 
 A skip that nobody sees turns a required test into one that cannot fail (a missing package

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Generate docs/controls.md from the catalogue and each role's README from argument_specs.
 
 `--check` exits 1 (and names the stale files) instead of writing, for CI.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Run the named mutations of tests/mutation/*.yml and score how many the tests kill.
 
 Each mutation replaces one exact snippet of a production file and runs the pytest paths it

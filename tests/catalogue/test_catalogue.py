@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The control catalogue, the roles' tasks and the generated docs agree with each other."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Host tests run real roles on this machine against sandboxes.
 
 Two guards keep that honest:

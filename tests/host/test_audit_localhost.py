@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The README's local audit on this very machine: reports written, nothing changed.
 
 HVG-MEM-001 (init_on_free=1 on the running kernel) is decided by the kernel command line.

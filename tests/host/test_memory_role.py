@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hvguard_memory converged on this machine against a sandbox.
 
 The role's facts are injected (a grub-booted Debian hypervisor with KSM running) and its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Host test: the modules against a real, hand-started libvirtd 9 (root only).
 
 A session libvirtd runs as ``nobody`` in its own directories (nothing shared with the host's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Host tests of the scrub engine as root: ext4 on loop devices, raw-image scans, SIGKILL.
 
 Each test writes a unique marker into a volume, deletes it by one path and scans the raw

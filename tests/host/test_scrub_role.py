@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hvguard_scrub converged on this machine against a sandbox.
 
 Facts are injected (a Debian hypervisor with LVM and one dir pool) and the role's OS paths

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bad input to hvguard_migration_tls fails before the first change, naming the problem.
 
 Each case runs the role (check mode, so even a wrong pass cannot touch this host) against

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Host tests: the role's TLS settings against real, hand-started libvirtd daemons.
 
 Two session daemons (run as `nobody`, own dirs/ports/host UUID, see tests/fixtures/tls)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hvguard_migration_tls converged on this machine against a sandbox of its files.
 
 The role's OS paths (PKI dirs, libvirtd.conf, qemu.conf) are redirected into a temp dir

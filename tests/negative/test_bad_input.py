@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bad input fails before the first change, with a message naming the variable.
 
 Every `cases*.yml` beside this file is a table of cases (see cases_memory.yml). Each case

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """tests/conftest.py: on CI a skip not allowed by ci_skips.yml fails the run.
 
 Each case runs a real pytest session in a subprocess on a tiny test directory that carries a

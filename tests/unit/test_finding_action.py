@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hvguard_finding action plugin: argument handling, results, and real ad-hoc runs."""
 
 from __future__ import annotations

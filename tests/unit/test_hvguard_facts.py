@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """library/hvguard_facts: fake /proc, /sys, /etc trees; the real virsh on libvirt's test driver.
 
 The libvirt part runs the real ``virsh`` against ``test:///<node xml>`` (libvirt's built-in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests for the lab's pure logic: recipe hash, MBR, sizes, specs, ports, slots, errors."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """library/hvguard_libvirt_conf: check mode, diff, idempotence, validation, file attributes."""
 
 from __future__ import annotations

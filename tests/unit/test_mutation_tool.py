@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """tools/mutation.py: parsing, stale detection, applying, scoring, and real pytest runs."""
 
 from __future__ import annotations

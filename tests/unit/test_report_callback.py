@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hvguard_report callback: aggregation rules, renderers, and a real ansible-playbook run."""
 
 from __future__ import annotations

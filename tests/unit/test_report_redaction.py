@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Evidence never carries secrets (issue 8 finding 10): planted secrets in every file the
 pack diffs, through every report renderer and at the source in the pack's own modules.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests of the scrub engine (roles/hvguard_scrub/files/hvguard-scrub) on plain files.
 
 Root-only effects (loop devices, raw-disk scans, SIGKILL + resume) are in

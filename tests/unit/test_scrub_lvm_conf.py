@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hvguard_lvm_conf: LVM config editing (pure) and real module runs against a copied /etc/lvm."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """library/hvguard_sysfs: compare/write semantics on fake attribute files, errors, real runs."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Unit tests for filter_plugins/hvguard_tls.py."""
 
 from __future__ import annotations

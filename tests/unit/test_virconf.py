@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """module_utils/hvguard_virconf: libvirt config grammar, round trips and in-place edits.
 
 Where virtlogd (libvirt's own parser) is installed, syntax verdicts and error line numbers are

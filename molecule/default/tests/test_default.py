@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Effects of the memory controls on a converged lab hypervisor (molecule `default`).
 
 Each test asserts what the control is for on the running VM, not what a task returned.
