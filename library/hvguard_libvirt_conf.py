@@ -64,15 +64,20 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: HVG-TLS-001 | Listen for TLS only, with client DN allow-list
+- name: HVG-MIG-002 | libvirt listens for TLS only, with a client DN allow-list
   hvguard_libvirt_conf:
     path: /etc/libvirt/libvirtd.conf
     settings:
       listen_tls: true
       listen_tcp: false
-      tls_priority: "@LIBVIRT,SYSTEM:-VERS-TLS1.1:-VERS-TLS1.0"
       tls_allowed_dn_list:
         - "C=GB,O=Example,CN=hv1.example.org"
+
+- name: HVG-MIG-003 | libvirt TLS priority allows TLS 1.2/1.3 only
+  hvguard_libvirt_conf:
+    path: /etc/libvirt/libvirtd.conf
+    settings:
+      tls_priority: "@LIBVIRT,SYSTEM:-VERS-TLS1.1:-VERS-TLS1.0"
 
 - name: HVG-MEM-003 | No guest memory in core dumps
   hvguard_libvirt_conf:

@@ -50,17 +50,18 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: HVG-MEM-001 | Stop KSM merging now
+- name: HVG-MEM-002 | Stop KSM merging now
   hvguard_sysfs:
     path: /sys/kernel/mm/ksm/run
     value: "0"
 
-- name: HVG-MEM-004 | Transparent hugepages only on request
+# Any attribute, not only a control's (no hvguard control covers THP)
+- name: Transparent hugepages only on request
   hvguard_sysfs:
     path: /sys/kernel/mm/transparent_hugepage/enabled
     value: madvise
 
-- name: HVG-MEM-005 | Unmerge and stop (run=2), compliant once KSM is stopped
+- name: HVG-MEM-002 | Unmerge KSM pages and stop (run=2), compliant once KSM is stopped
   hvguard_sysfs:
     path: /sys/kernel/mm/ksm/run
     value: "2"
