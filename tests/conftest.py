@@ -113,3 +113,21 @@ class SkipGuard:
 def pytest_configure(config: pytest.Config) -> None:
     if strict_skips():
         config.pluginmanager.register(SkipGuard(load_allowed(ALLOWED_FILE)), "hvguard-skip-guard")
+
+
+CATALOGUE_FILE = Path(__file__).resolve().parents[1] / "controls" / "catalogue.yml"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every ``@pytest.mark.control(...)`` names catalogue IDs, and only ``effect=`` besides."""
+    catalogue = yaml.safe_load(CATALOGUE_FILE.read_text(encoding="utf-8"))
+    known = {c["id"] for c in catalogue["controls"]}
+    bad = set()
+    for item in items:
+        for mark in item.iter_markers("control"):
+            if not mark.args or set(mark.args) - known or set(mark.kwargs) - {"effect"}:
+                bad.add(f"{item.nodeid}: control{mark.args}{mark.kwargs or ''}")
+    if bad:
+        raise pytest.UsageError(
+            "control marker with unknown IDs or keywords: " + "; ".join(sorted(bad))
+        )

@@ -59,7 +59,9 @@ def controls_by_id(catalogue: dict[str, Any] | None = None) -> dict[str, dict[st
 
 
 def rel(path: Path) -> str:
-    return path.resolve().relative_to(ROOT).as_posix()
+    """A path relative to the tree (as given when outside it, e.g. a test's scratch role)."""
+    path = path.resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.as_posix()
 
 
 # --------------------------------------------------------------------------- YAML with lines
@@ -136,39 +138,42 @@ def _include_target(keys: dict[str, yaml.Node]) -> tuple[str, str | None, list[s
     return None
 
 
-def _conditions(keys: dict[str, yaml.Node], toggle_free: bool = True) -> tuple[str, ...]:
+def _conditions(keys: dict[str, yaml.Node]) -> tuple[str, ...]:
     when = _value(keys.get("when"))
-    return tuple(" ".join(str(w).split()) for w in _str_list(when) if w) if toggle_free else ()
+    items = [when] if isinstance(when, str) else list(when or [])
+    return tuple(" ".join(str(w).split()) for w in items if str(w).strip())
 
 
-def _walk(
-    path: Path, inherited: tuple[str, ...], role_dir: Path, seen: set[Path], handler: bool
-) -> Iterator[Task]:
+@dataclass(frozen=True)
+class _Context:
+    ids: tuple[str, ...]  # control IDs passed on by a block, import or include `apply:`
+    when: tuple[str, ...]  # conditions of the enclosing blocks and includes
+    role_dir: Path
+    handler: bool
+
+
+def _walk(path: Path, ctx: _Context, seen: set[Path]) -> Iterator[Task]:
     seen.add(path)
     root = _compose(path)
-    if not isinstance(root, yaml.SequenceNode):
-        return
-    yield from _walk_items(path, root, inherited, role_dir, seen, handler)
+    if isinstance(root, yaml.SequenceNode):
+        yield from _walk_items(path, root, ctx, seen)
 
 
 def _walk_items(
-    path: Path,
-    seq: yaml.SequenceNode,
-    inherited: tuple[str, ...],
-    role_dir: Path,
-    seen: set[Path],
-    handler: bool,
+    path: Path, seq: yaml.SequenceNode, ctx: _Context, seen: set[Path]
 ) -> Iterator[Task]:
     for item in seq.value:
         keys = _mapping(item)
         if not keys:
             continue
         own = _ids(_str_list(_value(keys.get("tags"))))
-        ids = own or inherited
+        ids = own or ctx.ids
+        when = ctx.when + _conditions(keys)
         if any(k in keys for k in BLOCK_KEYS):
+            inner = replace(ctx, ids=ids, when=when)
             for key in BLOCK_KEYS:
                 if isinstance(keys.get(key), yaml.SequenceNode):
-                    yield from _walk_items(path, keys[key], ids, role_dir, seen, handler)
+                    yield from _walk_items(path, keys[key], inner, seen)
             continue
         include = _include_target(keys)
         if include:
@@ -176,8 +181,8 @@ def _walk_items(
             target = (path.parent / name).resolve() if name else None
             if target and target.is_file() and target not in seen:
                 # import_tasks passes its tags on; include_tasks only those of `apply:`
-                passed = ids if kind == "import_tasks" else (_ids(apply) or inherited)
-                yield from _walk(target, passed, role_dir, seen, handler)
+                passed = ids if kind == "import_tasks" else (_ids(apply) or ctx.ids)
+                yield from _walk(target, replace(ctx, ids=passed, when=when), seen)
             continue
         module = _module(keys)
         yield Task(
@@ -186,9 +191,9 @@ def _walk_items(
             name=str(_value(keys.get("name")) or ""),
             module=module,
             ids=ids,
-            conditions=_conditions(keys),
-            installs=_installs(module, _value(keys.get(module)), role_dir),
-            handler=handler,
+            conditions=tuple(dict.fromkeys(when)),
+            installs=_installs(module, _value(keys.get(module)), ctx.role_dir),
+            handler=ctx.handler,
         )
 
 
@@ -199,13 +204,14 @@ def role_tasks(role_dir: Path) -> list[Task]:
     tasks_dir = role_dir / "tasks"
     out: list[Task] = []
     main = (tasks_dir / "main.yml").resolve()
+    top = _Context((), (), role_dir, False)
     if main.is_file():
-        out += _walk(main, (), role_dir, seen, False)
+        out += _walk(main, top, seen)
     for path in sorted(tasks_dir.glob("*.yml")):
         if path.resolve() not in seen:
-            out += _walk(path.resolve(), (), role_dir, seen, False)
+            out += _walk(path.resolve(), top, seen)
     for path in sorted((role_dir / "handlers").glob("*.yml")):
-        out += _walk(path.resolve(), (), role_dir, seen, True)
+        out += _walk(path.resolve(), replace(top, handler=True), seen)
     return out
 
 
