@@ -134,6 +134,7 @@ def ext4(tmp_path):
     fs.close()
 
 
+@pytest.mark.control("HVG-STO-001")
 def test_control_plain_delete_leaves_marker_on_raw_disk(ext4):
     mark = marker()
     write_volume(ext4.pool / "vm.raw", mark, 16 << 20)
@@ -142,6 +143,7 @@ def test_control_plain_delete_leaves_marker_on_raw_disk(ext4):
     assert scan(ext4.image, mark), "the scan must see what a plain delete leaves behind"
 
 
+@pytest.mark.control("HVG-STO-001", effect=True)
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
 def test_cli_scrub_leaves_no_marker_on_raw_disk(ext4, tmp_path, fmt):
     mark = marker()
@@ -166,6 +168,7 @@ def test_cli_scrub_leaves_no_marker_on_raw_disk(ext4, tmp_path, fmt):
     assert scan(ext4.image, mark) == []
 
 
+@pytest.mark.control("HVG-STO-001", effect=True)
 def test_shadow_covers_delete_behind_our_back(ext4):
     mark = marker()
     vol = ext4.pool / "libvirt.raw"
@@ -180,6 +183,7 @@ def test_shadow_covers_delete_behind_our_back(ext4):
     assert scan(ext4.image, mark) == []
 
 
+@pytest.mark.control("HVG-STO-001", effect=True)
 @pytest.mark.parametrize("offload", [True, False])
 def test_block_device_zeroed(tmp_path, offload):
     mark = marker()
@@ -200,6 +204,7 @@ def test_block_device_zeroed(tmp_path, offload):
     assert scan(backing, mark) == []
 
 
+@pytest.mark.control("HVG-STO-001", effect=True)
 def test_sigkill_mid_scrub_then_resume(tmp_path):
     fs = Ext4Pool(tmp_path, 1024)
     try:

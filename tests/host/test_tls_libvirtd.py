@@ -136,6 +136,7 @@ def _migrate(
 
 
 # --- the listener --------------------------------------------------------------------------
+@pytest.mark.control("HVG-MIG-002")
 def test_tls_client_with_allowed_dn_is_admitted(hardened, fleet):
     a, _ = hardened
     res = tlslab.run(["virsh", "-c", a.tls_uri("localhost", fleet.good), "uri"])
@@ -148,6 +149,7 @@ def _refused(daemon: tlslab.SessionDaemon, pkipath: Path) -> tuple[tlslab.Run, s
     return res, daemon.log_since(offset)
 
 
+@pytest.mark.control("HVG-MIG-002", effect=True)
 def test_client_dn_not_on_allow_list_is_refused(hardened, fleet):
     a, _ = hardened
     res, log = _refused(a, fleet.not_listed)
@@ -159,6 +161,7 @@ def test_client_dn_not_on_allow_list_is_refused(hardened, fleet):
     assert "CN=intruder.example.test" in log, log
 
 
+@pytest.mark.control("HVG-MIG-002", effect=True)
 def test_client_certificate_from_another_ca_is_refused(hardened, fleet):
     """virsh refuses to even send a certificate its own CA file does not vouch for, so
     the attacker is gnutls-cli presenting the rogue certificate (with an allowed DN)."""
@@ -187,6 +190,7 @@ def test_client_certificate_from_another_ca_is_refused(hardened, fleet):
     assert "Peer has closed" in res.text or res.rc != 0, res.text
 
 
+@pytest.mark.control("HVG-MIG-002", effect=True)
 def test_plain_tcp_connection_is_refused(hardened):
     a, _ = hardened
     res = tlslab.run(
@@ -196,6 +200,7 @@ def test_plain_tcp_connection_is_refused(hardened):
     assert "Connection refused" in res.text, res.text
 
 
+@pytest.mark.control("HVG-MIG-003", effect=True)
 @pytest.mark.parametrize("version", ["TLS1.1", "TLS1.0"])
 def test_old_tls_handshake_is_refused(hardened, version):
     a, _ = hardened
@@ -218,6 +223,7 @@ def test_old_tls_handshake_is_refused(hardened, version):
     assert "TLS handshake failed" in log or "version" in log.lower(), log
 
 
+@pytest.mark.control("HVG-MIG-003")
 def test_tls12_and_tls13_handshakes_succeed(hardened):
     """Positive control for the refusal above: the same tool, a modern version."""
     a, _ = hardened
@@ -239,6 +245,7 @@ def test_tls12_and_tls13_handshakes_succeed(hardened):
 
 
 # --- the migration stream ---------------------------------------------------------------------
+@pytest.mark.control("HVG-MIG-004", effect=True)
 def test_migration_without_tls_is_refused(hardened, fleet):
     a, b = hardened
     _marker_domain(fleet, a, "notls")
@@ -248,6 +255,7 @@ def test_migration_without_tls_is_refused(hardened, fleet):
     assert "notls" in a.virsh("list", "--name").out  # still running at the source
 
 
+@pytest.mark.control("HVG-MIG-004", effect=True)
 def test_tls_migration_moves_the_domain_and_hides_guest_memory(hardened, fleet):
     a, b = hardened
     marker = _marker_domain(fleet, a, "withtls")
@@ -266,6 +274,7 @@ def test_tls_migration_moves_the_domain_and_hides_guest_memory(hardened, fleet):
     assert marker not in pcap
 
 
+@pytest.mark.control("HVG-MIG-004")
 def test_cleartext_migration_would_leak_the_marker(fleet):
     """Negative control: without the role's qemu.conf the same capture finds the marker.
 

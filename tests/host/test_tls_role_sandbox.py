@@ -159,6 +159,7 @@ def conf_value(path: Path, key: str) -> str:
     return ""
 
 
+@pytest.mark.control("HVG-MIG-001", "HVG-MIG-006", effect=True)
 def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
     pki = sandbox / "pki"
     before = tree_hash(sandbox)
