@@ -120,14 +120,15 @@ CATALOGUE_FILE = Path(__file__).resolve().parents[1] / "controls" / "catalogue.y
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every ``@pytest.mark.control(...)`` names catalogue IDs, and only ``effect=`` besides."""
+    marks = [(item, mark) for item in items for mark in item.iter_markers("control")]
+    if not marks:  # the catalogue is read only when something claims a control
+        return
     catalogue = yaml.safe_load(CATALOGUE_FILE.read_text(encoding="utf-8"))
     known = {c["id"] for c in catalogue["controls"]}
-    bad = set()
-    for item in items:
-        for mark in item.iter_markers("control"):
-            if not mark.args or set(mark.args) - known or set(mark.kwargs) - {"effect"}:
-                bad.add(f"{item.nodeid}: control{mark.args}{mark.kwargs or ''}")
+    bad = sorted(
+        f"{item.nodeid}: control{mark.args}{mark.kwargs or ''}"
+        for item, mark in marks
+        if not mark.args or set(mark.args) - known or set(mark.kwargs) - {"effect"}
+    )
     if bad:
-        raise pytest.UsageError(
-            "control marker with unknown IDs or keywords: " + "; ".join(sorted(bad))
-        )
+        raise pytest.UsageError("control marker with unknown IDs or keywords: " + "; ".join(bad))
