@@ -426,6 +426,8 @@ def _proof_entry(cid: str, entry: dict[str, Any]) -> tuple[list[Proof], list[str
     problems = []
     if not isinstance(entry.get("effect"), bool):
         problems.append(f"{cid}: proofs entry {entry} needs effect: true|false")
+    if scenario is None and "::" in str(entry.get("test", "")):
+        return _test_entry(cid, entry, problems)
     if not base.is_dir():
         return [], [*problems, f"{cid}: proofs entry names unknown scenario {scenario!r}"]
     effect = entry.get("effect") is True
@@ -462,6 +464,19 @@ def _proof_entry(cid: str, entry: dict[str, Any]) -> tuple[list[Proof], list[str
     return found, problems
 
 
+def _test_entry(cid: str, entry: dict[str, Any], problems: list[str]) -> tuple[list, list]:
+    """A `test: tests/<path>.py::<function>` entry: gives a marked test its attack text."""
+    file, _, name = str(entry["test"]).partition("::")
+    path = ROOT / file
+    tests = module_markers(path)[1] if path.is_file() and file.startswith("tests/") else {}
+    if name not in tests:
+        return [], [*problems, f"{cid}: proofs entry {entry} names no such test"]
+    fn = tests[name][0]
+    attack = entry.get("attack") or _attack(name, ast.get_docstring(fn))
+    effect = entry.get("effect") is True
+    return [Proof(cid, "pytest", rel(path), fn.lineno, name, attack, effect)], problems
+
+
 def _script_doc(path: Path) -> str:
     """The first sentence of a script's leading comment block."""
     words = []
@@ -484,7 +499,8 @@ def catalogue_proofs(catalogue: dict[str, Any] | None = None) -> tuple[list[Proo
 
 
 def all_proofs(catalogue: dict[str, Any] | None = None) -> list[Proof]:
-    proofs = pytest_proofs() + molecule_proofs() + catalogue_proofs(catalogue)[0]
+    # the catalogue's entries first: their attack text wins over a docstring's
+    proofs = catalogue_proofs(catalogue)[0] + pytest_proofs() + molecule_proofs()
     merged: dict[tuple[str, str, int, str], Proof] = {}
     for proof in proofs:  # the same test listed twice is one proof, effect if either says so
         key = (proof.control, proof.file, proof.line, proof.name)

@@ -103,11 +103,12 @@ def test_a_stale_catalogue_proof_entry_is_reported() -> None:
         {"scenario": "migration", "task": "Verify | no such task", "effect": True},
         {"scenario": "nope", "task": "x", "effect": True},
         {"scenario": "scrub", "script": "files/matrix.sh"},
+        {"test": "tests/host/test_tls_libvirtd.py::test_gone", "effect": True},
     ]
     _, problems = story.catalogue_proofs({"controls": [control]})
-    assert len(problems) == 3, problems
+    assert len(problems) == 4, problems
     assert "matches nothing" in problems[0] and "unknown scenario" in problems[1]
-    assert "effect: true|false" in problems[2]
+    assert "effect: true|false" in problems[2] and "no such test" in problems[3]
 
 
 @pytest.mark.parametrize("control_id", sorted(CONTROLS))
