@@ -250,3 +250,135 @@ def test_sigkill_mid_scrub_then_resume(tmp_path):
         assert scan(fs.image, mark) == []
     finally:
         fs.close()
+
+
+# ------------------------------------------------------------------ kernel users (issue 8 #1)
+
+
+def run(*cmd: str) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_fs_image(path: Path, mib: int, mark: bytes, mnt: Path) -> str:
+    """A filesystem image with a marked file in it, mounted at `mnt` through a loop device."""
+    with open(path, "wb") as fh:
+        fh.truncate(mib << 20)
+    run("mkfs.ext4", "-q", "-F", str(path))
+    loop = run("losetup", "-f", "--show", str(path))
+    mnt.mkdir()
+    run("mount", loop, str(mnt))
+    (mnt / "tenant-data").write_bytes(mark * 1024)
+    os.sync()
+    return loop
+
+
+def test_mounted_loop_over_a_pool_file_is_refused(ext4, tmp_path):
+    """The issue's repro: mkfs + mount a loop device over pool/disk.img, scrub it."""
+    mark = marker()
+    img = ext4.pool / "disk.img"
+    mnt = tmp_path / "tenant"
+    loop = make_fs_image(img, 32, mark, mnt)
+    try:
+        res = ext4.cli("scrub", str(img))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+        assert f"the backing file of {loop}" in res.stderr
+        assert img.exists()
+        assert (mnt / "tenant-data").read_bytes() == mark * 1024
+        subprocess.run(["umount", str(mnt)], check=True)
+        # a loop device alone (not mounted) still holds the file: refused as well
+        res = ext4.cli("scrub", str(img))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+        subprocess.run(["losetup", "-d", loop], check=False)
+    assert scan(img, mark), "the tenant's data is still in the image"
+    assert eng.load_jobs(ext4.cfg) == []
+
+
+def test_loop_backing_file_is_found_after_a_rename(ext4, tmp_path):
+    """backing_file goes stale on rename: the loop device is matched by dev/inode."""
+    mark = marker()
+    img = ext4.pool / "before.img"
+    mnt = tmp_path / "tenant"
+    loop = make_fs_image(img, 32, mark, mnt)
+    try:
+        renamed = ext4.pool / "after.img"
+        img.rename(renamed)
+        st = os.stat(renamed)
+        assert any("backing file" in r for r in eng.loop_users(st, set()))
+        assert ext4.cli("scrub", str(renamed)).returncode == eng.EXIT_INUSE
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_mounted_loop_device_is_refused_by_o_excl(tmp_path):
+    """A block device with a mounted filesystem: the exclusive open gets EBUSY."""
+    mark = marker()
+    img = tmp_path / "blk.img"
+    mnt = tmp_path / "mnt"
+    loop = make_fs_image(img, 32, mark, mnt)
+    try:
+        with pytest.raises(eng.InUseError, match="in use by the kernel"):
+            eng.scrub_target(loop, verify=True)
+        st = os.stat(loop)
+        assert any(r.startswith("mounted at") for r in eng.mount_users(st, eng.blk_devs(st)))
+        assert (mnt / "tenant-data").read_bytes() == mark * 1024
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+    assert scan(img, mark)
+
+
+def test_active_swap_on_a_block_device_is_refused(tmp_path):
+    img = tmp_path / "swap.img"
+    with open(img, "wb") as fh:
+        fh.truncate(32 << 20)
+    loop = run("losetup", "-f", "--show", str(img))
+    swapped = False
+    try:
+        run("mkswap", loop)
+        run("swapon", loop)
+        swapped = True
+        with pytest.raises(eng.InUseError):
+            eng.scrub_target(loop)
+        st = os.stat(loop)
+        assert eng.swap_users(st, eng.blk_devs(st))
+        assert b"SWAPSPACE2" in img.read_bytes()[:8192]
+    finally:
+        if swapped:
+            subprocess.run(["swapoff", loop], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_active_swap_file_in_a_pool_is_refused(ext4):
+    swap = ext4.pool / "swap.img"
+    subprocess.run(["dd", "if=/dev/zero", f"of={swap}", "bs=1M", "count=32", "status=none"],
+                   check=True)  # fmt: skip
+    swap.chmod(0o600)
+    run("mkswap", str(swap))
+    run("swapon", str(swap))
+    try:
+        res = ext4.cli("scrub", str(swap))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+        assert "swap" in res.stderr
+        assert swap.exists()
+    finally:
+        subprocess.run(["swapoff", str(swap)], check=False)
+    assert b"SWAPSPACE2" in swap.read_bytes()[:8192]
+
+
+def test_bind_mounted_pool_file_is_refused(ext4, tmp_path):
+    mark = marker()
+    vol = ext4.pool / "bound.raw"
+    write_volume(vol, mark, 1 << 20)
+    target = tmp_path / "bound-here"
+    target.write_bytes(b"")
+    run("mount", "--bind", str(vol), str(target))
+    try:
+        res = ext4.cli("scrub", str(vol))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+        assert "bind-mounted at" in res.stderr
+        assert scan(vol, mark)
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
