@@ -313,6 +313,23 @@ def test_stale_moving_job_never_takes_a_new_file_of_that_name(env):
     assert eng.load_jobs(cfg) == []  # dropped: its own volume is gone
 
 
+def test_stale_moving_job_tells_a_reused_inode_number_apart(env):
+    """Same (dev, inode) but another generation: the inode was freed and reused by a new
+    file, which is not the job's. Needs a filesystem with generations (ext4, XFS)."""
+    cfg = env["cfg"]
+    vol = env["pool"] / "reused-inode.raw"
+    write_sparse(vol, 1 << 20, [0])
+    if file_gen(vol) is None:
+        pytest.skip("the filesystem of tmp_path has no inode generations")
+    job = stale_moving_job(env, vol)
+    job["gen"] = file_gen(vol) + 1  # what the deleted file's generation was
+    eng.save_job(cfg, job)
+    age_job(cfg, job)
+    assert eng.run_queue(cfg) == 0
+    assert MARK in vol.read_bytes()
+    assert eng.load_jobs(cfg) == []
+
+
 def test_stale_moving_job_refuses_a_file_held_open(env):
     """Issue 8 #3: same inode, but a process has it open now: not moved, not zeroed, kept."""
     cfg = env["cfg"]
@@ -1074,3 +1091,67 @@ def test_delete_domain_undefines_by_uuid_and_scrubs(virt):
     assert undef[1] == U1
     assert not vol.exists()
     assert eng.load_jobs(virt["cfg"]) == []
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_open_target_never_follows_a_symlink(tmp_path):
+    outside = tmp_path / "outside.raw"
+    write_sparse(outside, 1 << 20, [0])
+    link = tmp_path / "link.raw"
+    link.symlink_to(outside)
+    with pytest.raises(eng.ScrubError, match="symlink"):
+        eng.scrub_target(str(link))
+    assert MARK in outside.read_bytes()
+
+
+def test_queued_job_refuses_another_file_in_quarantine(env):
+    """Only the job's (dev, inode) is zeroed, whatever regular file sits at its name."""
+    cfg = env["cfg"]
+    vol = env["pool"] / "mine.raw"
+    write_sparse(vol, 1 << 20, [0])
+    job = eng.enqueue_file(cfg, str(vol), None, False)
+    q = Path(job["quarantine"])
+    q.unlink()
+    write_sparse(q, 1 << 20, [0, 8192])  # not the inode the job recorded
+    assert eng.run_queue(cfg) == 1
+    assert MARK in q.read_bytes()
+    (saved,) = eng.load_jobs(cfg)
+    assert "not the job's file" in saved["error"]
+
+
+def test_lv_job_refuses_an_lv_with_another_uuid(fake_lvm):
+    """A queued LV job zeroes only the LV whose UUID it recorded."""
+    cfg = fake_lvm["cfg"]
+    assert eng.cmd_lvremove(cfg, ["vmvg/vm1"], fake_lvm["cfg_path"]) == 0
+    (job,) = eng.load_jobs(cfg)
+    assert job["lv_uuid"] == "uuid-vm1"
+    job["lv_uuid"] = "uuid-of-a-previous-lv"
+    eng.save_job(cfg, job)
+    assert eng.run_queue(cfg) == 1
+    (saved,) = eng.load_jobs(cfg)
+    assert "is not LV uuid-of-a-previous-lv" in saved["error"]
+    assert not any(c[0] in ("lvremove", "lvchange") for c in fake_lvm["calls"]())
+
+
+def test_stale_moving_lv_job_leaves_a_new_lv_of_that_name_alone(fake_lvm):
+    cfg = fake_lvm["cfg"]
+    job = {
+        "id": "20990101T000000-cafecafe",
+        "kind": "lv",
+        "original": "vmvg/vm1",
+        "quarantine": "vmvg/hvgscrub-cafecafe-vm1",
+        "state": "moving",
+        "size": 1048576,
+        "done": 0,
+        "lv_uuid": "uuid-of-the-deleted-vm1",  # vm1 now is another LV (uuid-vm1)
+    }
+    eng.save_job(cfg, job)
+    path = cfg.jobs_dir / f"{job['id']}.json"
+    data = json.loads(path.read_text())
+    data["updated"] -= 3600
+    path.write_text(json.dumps(data))
+    assert eng.run_queue(cfg) == 0
+    assert eng.load_jobs(cfg) == []
+    assert not any(c[0] in ("lvrename", "lvremove") for c in fake_lvm["calls"]())
