@@ -382,3 +382,105 @@ def test_bind_mounted_pool_file_is_refused(ext4, tmp_path):
         assert scan(vol, mark)
     finally:
         subprocess.run(["umount", str(target)], check=False)
+
+
+# ------------------------------------------------------------ the LV job flow on a loop device
+
+FAKE_LVM = """\
+#!{py}
+import json, sys
+path = {state!r}
+st = json.load(open(path))
+args = sys.argv[1:]
+st["calls"].append(args)
+json.dump(st, open(path, "w"))
+if args[0] == "lvs":
+    spec = args[-1].removeprefix("/dev/")
+    rows = [lv for lv in st["lvs"] if spec in (lv["vg_name"], lv["vg_name"] + "/" + lv["lv_name"])]
+    if not rows:
+        sys.exit("  Failed to find logical volume " + spec)
+    print(json.dumps({{"report": [{{"lv": rows}}]}}))
+elif args[0] == "lvrename":
+    for lv in st["lvs"]:
+        if lv["vg_name"] == args[1] and lv["lv_name"] == args[2]:
+            lv["lv_name"] = args[3]
+elif args[0] == "lvremove":
+    vg, name = args[-1].split("/")
+    st["lvs"] = [lv for lv in st["lvs"] if (lv["vg_name"], lv["lv_name"]) != (vg, name)]
+json.dump(st, open(path, "w"))
+"""
+
+
+def inspectable(pid_dir: Path) -> bool:
+    try:
+        os.readlink(pid_dir / "ns/mnt")
+    except PermissionError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+@pytest.fixture
+def loop_lv(tmp_path, monkeypatch):
+    """A managed "LV" that is a loop device, behind a scripted lvm (no device-mapper here)."""
+    backing = tmp_path / "lv.img"
+    mark = marker()
+    write_volume(backing, mark, 32 << 20)
+    loop = run("losetup", "-f", "--show", str(backing))
+    rdev = os.stat(loop).st_rdev
+    state = tmp_path / "lvm.json"
+    row = {"lv_name": "vm1", "vg_name": "vmvg", "lv_attr": "-wi-a-----", "pool_lv": "",
+           "lv_size": str(32 << 20), "thin_id": "", "lv_path": loop, "lv_dm_path": loop,
+           "lv_uuid": "UUID-vm1", "lv_device_open": "", "lv_kernel_major": str(os.major(rdev)),
+           "lv_kernel_minor": str(os.minor(rdev))}  # fmt: skip
+    state.write_text(json.dumps({"lvs": [row], "calls": []}))
+    script = tmp_path / "lvm"
+    script.write_text(FAKE_LVM.format(py=sys.executable, state=str(state)))
+    script.chmod(0o755)
+    cfg = eng.Config(
+        state_dir=tmp_path / "state",
+        pools=[eng.Pool(name="vmvg", type="logical", vg="vmvg")],
+        lvm_command=str(script),
+        libvirt_check=False,
+        ioprio_idle=False,
+    )
+    # this sandbox's PID 1 has capabilities we lack, so /proc/1/fd is unreadable; a real
+    # hypervisor's root can inspect every process (loop devices have no open count to ask)
+    real = eng.proc_dirs
+    monkeypatch.setattr(eng, "proc_dirs", lambda: [p for p in real() if inspectable(p)])
+    yield {"cfg": cfg, "loop": loop, "backing": backing, "mark": mark,
+           "calls": lambda: json.loads(state.read_text())["calls"]}  # fmt: skip
+    subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_lv_job_flow_renames_zeroes_and_removes(loop_lv):
+    cfg = loop_lv["cfg"]
+    args = eng.build_parser().parse_args(["scrub", "--verify", "vmvg/vm1"])
+    assert eng.cmd_scrub(cfg, args) == 0
+    calls = loop_lv["calls"]()
+    (rename,) = [c for c in calls if c[0] == "lvrename"]
+    assert rename[1:3] == ["vmvg", "vm1"] and rename[3].startswith("hvgscrub-")
+    assert ["lvremove", "-f", f"vmvg/{rename[3]}"] in calls
+    assert eng.load_jobs(cfg) == []
+    assert scan(loop_lv["backing"], loop_lv["mark"]) == []
+
+
+def test_lv_job_refuses_a_mounted_lv_at_zero_time(loop_lv, tmp_path):
+    """Queued while idle, mounted before the worker ran: the exclusive open refuses."""
+    cfg = loop_lv["cfg"]
+    lv = eng.lvs(cfg, "vmvg/vm1")[0]
+    job = eng.enqueue_lv(cfg, lv, None, False)
+    run("mkfs.ext4", "-q", "-F", loop_lv["loop"])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run("mount", loop_lv["loop"], str(mnt))
+    (mnt / "data").write_bytes(loop_lv["mark"] * 64)
+    try:
+        assert eng.run_queue(cfg) == 1
+        assert (mnt / "data").read_bytes() == loop_lv["mark"] * 64
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    (saved,) = eng.load_jobs(cfg)
+    assert saved["id"] == job["id"] and "refusing" in saved["error"]
+    assert not any(c[0] == "lvremove" for c in loop_lv["calls"]())
