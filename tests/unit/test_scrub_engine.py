@@ -1155,3 +1155,23 @@ def test_stale_moving_lv_job_leaves_a_new_lv_of_that_name_alone(fake_lvm):
     assert eng.run_queue(cfg) == 0
     assert eng.load_jobs(cfg) == []
     assert not any(c[0] in ("lvrename", "lvremove") for c in fake_lvm["calls"]())
+
+
+def test_a_malformed_job_does_not_stop_the_queue(env):
+    """Issue 8 #7 sibling: a job file without its keys is left alone, a job that raises an
+    unexpected error fails alone; the other jobs are still done."""
+    cfg = env["cfg"]
+    cfg.jobs_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.jobs_dir / "00000000T000000-broken00.json").write_text('{"id": "x"}')
+    bad_vol = env["pool"] / "bad.raw"
+    write_sparse(bad_vol, 1 << 20, [0])
+    bad = eng.enqueue_file(cfg, str(bad_vol), None, False)
+    bad["done"] = "not a number"
+    eng.save_job(cfg, bad)
+    good_vol = env["pool"] / "good.raw"
+    write_sparse(good_vol, 1 << 20, [0])
+    good = eng.enqueue_file(cfg, str(good_vol), None, False)
+    assert eng.run_queue(cfg) == 1
+    assert not Path(good["quarantine"]).exists()
+    assert MARK in Path(bad["quarantine"]).read_bytes()
+    assert [j["id"] for j in eng.load_jobs(cfg)] == [bad["id"]]
