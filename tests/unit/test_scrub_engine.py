@@ -1066,6 +1066,24 @@ def test_delete_domain_refuses_a_disk_shared_with_another_domain(virt):
     assert MARK in vol.read_bytes()
 
 
+def test_delete_domain_checks_other_domains_even_with_libvirt_check_off(virt):
+    vol = virt["pool"] / "shared2.raw"
+    write_sparse(vol, 1 << 20, [0])
+    raw = json.loads(virt["cfg_path"].read_text())
+    raw["libvirt_check"] = False
+    virt["cfg_path"].write_text(json.dumps(raw))
+    virt["virsh"]([
+        {"uuid": U1, "name": "vm1", "state": "shut off",
+         "xml": dom_xml("vm1", U1, disk_xml("file", str(vol)))},
+        {"uuid": U2, "name": "vm2", "state": "shut off",
+         "xml": dom_xml("vm2", U2, disk_xml("file", str(vol)))},
+    ])  # fmt: skip
+    res = run_cli("delete-domain", "vm1")
+    assert res.returncode == 3, res.stderr
+    assert not any(c[0] == "undefine" for c in virt["calls"]())
+    assert MARK in vol.read_bytes()
+
+
 def test_delete_domain_refuses_when_started_during_the_checks(virt):
     vol = virt["pool"] / "race.raw"
     write_sparse(vol, 1 << 20, [0])
