@@ -98,7 +98,7 @@ swapon "$dev"
 rc=0
 hvguard-scrub scrub "$VG/inuse-swap-$RUN" >"$W/swap.log" 2>&1 || rc=$?
 dd if="$dev" of="$W/swap.back" bs=1M skip=8 count=1 iflag=direct status=none
-active=$(swapon --show=NAME --noheadings | wc -l)
+active=$(swapon --show=NAME --noheadings | grep -c -x -F "$(readlink -f "$dev")" || true)
 if [ "$rc" = 3 ] && [ "$active" -gt 0 ] && lvs "$VG/inuse-swap-$RUN" >/dev/null 2>&1 \
    && LC_ALL=C grep -a -q -F "HVGINUSE-$RUN-swap" "$W/swap.back"; then
   result swap PASS "exit 3, swap still active, data intact: $(tail -1 "$W/swap.log")"
@@ -116,13 +116,16 @@ expect_refused open "$dev"
 kill "$HOLDER"; wait "$HOLDER" 2>/dev/null || true
 HOLDER=""
 
-# positive control: an idle LV of the managed VG IS scrubbed and removed
+# positive control: an idle LV of the managed VG IS scrubbed and removed (by this command's
+# worker or by the daemon's, whichever takes the job: the history records it either way)
 mk_lv idle >/dev/null
 rc=0
 hvguard-scrub scrub --verify "$VG/inuse-idle-$RUN" >"$W/idle.log" 2>&1 || rc=$?
 left=$(lvs --noheadings -o lv_name "$VG" | grep -c -F "inuse-idle-$RUN" || true)
-if [ "$rc" = 0 ] && [ "$left" = 0 ] && grep -q "scrubbed $VG/inuse-idle-$RUN" "$W/idle.log"; then
-  result idle-control PASS "scrubbed and removed: $(grep 'scrubbed' "$W/idle.log" | tail -1)"
+state=$(python3 -c 'import json; print(json.load(open("/etc/hvguard-scrub.json")).get("state_dir", "/var/lib/hvguard-scrub"))')
+done_=$(grep -c -F "\"original\": \"$VG/inuse-idle-$RUN\"" "$state/history.log" || true)
+if [ "$rc" = 0 ] && [ "$left" = 0 ] && [ "$done_" = 1 ]; then
+  result idle-control PASS "scrubbed and removed: $(grep -F "inuse-idle-$RUN" "$state/history.log")"
 else
   result idle-control FAIL "exit $rc, LVs left=$left: $(tr '\n' ' ' <"$W/idle.log")"
 fi
