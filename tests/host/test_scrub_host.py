@@ -484,3 +484,19 @@ def test_lv_job_refuses_a_mounted_lv_at_zero_time(loop_lv, tmp_path):
     (saved,) = eng.load_jobs(cfg)
     assert saved["id"] == job["id"] and "refusing" in saved["error"]
     assert not any(c[0] == "lvremove" for c in loop_lv["calls"]())
+
+
+def test_lv_scrub_refuses_a_mounted_lv_before_moving_it(loop_lv, tmp_path):
+    cfg = loop_lv["cfg"]
+    run("mkfs.ext4", "-q", "-F", loop_lv["loop"])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run("mount", loop_lv["loop"], str(mnt))
+    try:
+        args = eng.build_parser().parse_args(["scrub", "vmvg/vm1"])
+        with pytest.raises(eng.InUseError, match="mounted at"):
+            eng.cmd_scrub(cfg, args)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    assert not any(c[0] == "lvrename" for c in loop_lv["calls"]())
+    assert eng.load_jobs(cfg) == []
