@@ -428,6 +428,13 @@ def loop_lv(tmp_path, monkeypatch):
     mark = marker()
     write_volume(backing, mark, 32 << 20)
     loop = run("losetup", "-f", "--show", str(backing))
+    try:
+        yield from loop_lv_setup(tmp_path, monkeypatch, backing, mark, loop)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def loop_lv_setup(tmp_path, monkeypatch, backing, mark, loop):
     rdev = os.stat(loop).st_rdev
     state = tmp_path / "lvm.json"
     row = {"lv_name": "vm1", "vg_name": "vmvg", "lv_attr": "-wi-a-----", "pool_lv": "",
@@ -451,7 +458,6 @@ def loop_lv(tmp_path, monkeypatch):
     monkeypatch.setattr(eng, "proc_dirs", lambda: [p for p in real() if inspectable(p)])
     yield {"cfg": cfg, "loop": loop, "backing": backing, "mark": mark,
            "calls": lambda: json.loads(state.read_text())["calls"]}  # fmt: skip
-    subprocess.run(["losetup", "-d", loop], check=False)
 
 
 def test_lv_job_flow_renames_zeroes_and_removes(loop_lv):
