@@ -16,6 +16,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from hvguard_reporting.model import load_catalogue  # noqa: E402 - needs ROOT on sys.path
+
 CATALOGUE = ROOT / "controls" / "catalogue.yml"
 CONTROLS_MD = ROOT / "docs" / "controls.md"
 GENERATED = (
@@ -56,7 +59,7 @@ def render_controls(catalogue: dict[str, Any]) -> str:
         "| ID | Title | Role | Severity | Disruption | Reboot | Toggle |",
         "|---|---|---|---|---|---|---|",
     ]
-    controls = catalogue["controls"]
+    controls = list(catalogue["controls"].values())
     for c in controls:
         lines.append(
             f"| [{c['id']}](#{c['id'].lower()}) | {_cell(c['title'])} | `{c['role']}` | "
@@ -144,7 +147,7 @@ def render_role_readme(role: Path) -> str:
 
 def targets() -> dict[Path, str]:
     """Every generated file with its expected content."""
-    out = {CONTROLS_MD: render_controls(load_yaml(CATALOGUE))}
+    out = {CONTROLS_MD: render_controls(load_catalogue(CATALOGUE))}
     for role in sorted((ROOT / "roles").iterdir()):
         if (role / "meta" / "argument_specs.yml").is_file():
             out[role / "README.md"] = render_role_readme(role)

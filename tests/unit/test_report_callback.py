@@ -1183,6 +1183,17 @@ def test_audit_run_statuses(audit_run) -> None:
     assert report["summary"]["passed"] is False
 
 
+def test_audit_run_json_is_the_golden_of_the_single_file_callback(audit_run) -> None:
+    """The package split (issue 9) changed no byte of the fixture run's JSON (timestamps,
+    paths of this checkout and the run's temp directory aside)."""
+    tmp_path, data, _, _ = audit_run
+    text = (tmp_path / "reports" / "hvguard-report.json").read_text()
+    report = json.loads(text.replace(str(data), "@DATA@").replace(str(ROOT), "@ROOT@"))
+    report["run"]["started"] = report["run"]["generated"] = "T"
+    golden = FIXTURE / "golden" / "fixture-playbook.json"
+    assert json.dumps(report, indent=2) + "\n" == golden.read_text()
+
+
 def test_audit_run_changed_nothing(audit_run) -> None:
     _, data, before, _ = audit_run
     after = digest(data)
@@ -1211,7 +1222,7 @@ def test_audit_run_other_formats(audit_run) -> None:
     page = (out / "hvguard-report.html").read_text()
     assert re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page) == ["hv1", "hv2", "hv3"]
     # the fixture catalogue title carries markup: it must arrive escaped
-    assert "&lt;drift &amp; &quot;quotes&quot;&gt;" in page
+    assert "&lt;drift &amp; &#34;quotes&#34;&gt;" in page
     assert "<drift &" not in page
     md = (out / "hvguard-report.md").read_text()
     assert '| HVG-MEM-003 | Fixture file that differs &lt;drift &amp; "quotes"&gt; | medium |' in md

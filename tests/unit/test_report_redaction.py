@@ -261,7 +261,7 @@ def test_planted_secrets_reach_no_report_format() -> None:
     assert re.search(r"^-<redacted sha256:\w+>\n\+<redacted sha256:\w+>$", key, re.M)
     for fmt in ("json", "md", "junit"):
         assert "vnc_password = " in outputs[fmt]
-    assert "vnc_password = &quot;&lt;redacted&gt;&quot;" in outputs["html"]
+    assert "vnc_password = &#34;&lt;redacted&gt;&#34;" in outputs["html"]
 
 
 # -- at the source: the pack's own modules ---------------------------------------------

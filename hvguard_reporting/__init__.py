@@ -1,0 +1,71 @@
+"""hvguard reporting engine: task results -> per host x control reports.
+
+Plain Python on plain dicts, no Ansible objects: ``model`` (catalogue, statuses, control-ID
+pattern), ``classify`` (one task result -> a status and evidence), ``aggregate`` (cells and
+the JSON report), renderers (``junit``, ``html`` and ``markdown`` from Jinja2 templates,
+``console``) and ``output`` (atomic writes). ``callback_plugins/hvguard_report.py`` is the thin
+Ansible adapter; ``tools/gen_docs.py`` and the tests import this package directly.
+"""
+
+from __future__ import annotations
+
+from .aggregate import DEFAULT_EVIDENCE_MAX, Aggregator, Cell, build_report, now, run_mode
+from .classify import classify
+from .console import render_console
+from .evidence import render_diff
+from .html import render_html
+from .junit import render_junit
+from .markdown import render_markdown
+from .model import (
+    CONTROL_ID_RE,
+    FAILING,
+    FORMAT_FILES,
+    SCHEMA_VERSION,
+    STATUSES,
+    control_ids,
+    control_summary,
+    default_catalogue_path,
+    expected_controls,
+    is_failing,
+    load_catalogue,
+    rank,
+)
+from .output import RENDERERS, render_json, write_atomic, write_reports
+from .redaction import REDACTED, redact, redact_text
+from .text import evidence_text, failing_first
+
+__all__ = [
+    "CONTROL_ID_RE",
+    "DEFAULT_EVIDENCE_MAX",
+    "FAILING",
+    "FORMAT_FILES",
+    "REDACTED",
+    "RENDERERS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "Aggregator",
+    "Cell",
+    "build_report",
+    "classify",
+    "control_ids",
+    "control_summary",
+    "default_catalogue_path",
+    "evidence_text",
+    "expected_controls",
+    "failing_first",
+    "is_failing",
+    "load_catalogue",
+    "now",
+    "rank",
+    "redact",
+    "redact_text",
+    "render_console",
+    "render_diff",
+    "render_html",
+    "render_json",
+    "render_junit",
+    "render_markdown",
+    "run_mode",
+    "write_atomic",
+    "write_reports",
+]

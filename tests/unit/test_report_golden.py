@@ -1,0 +1,59 @@
+"""The reporting engine split into a package (issue 9) writes the same JSON (schema 1.0) as
+the single-file callback did: the goldens in tests/fixtures/report/golden/ were written by
+the callback before the split (commit aca7f01) and are compared byte for byte, timestamps
+aside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import test_report_callback as trc
+import test_report_redaction as trr
+
+import hvguard_reporting as engine
+from callback_plugins import hvguard_report as hr
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "fixtures" / "report" / "golden"
+
+
+def normalised(report: dict) -> str:
+    report = json.loads(json.dumps(report))
+    report["run"]["generated"] = "T"
+    return engine.render_json(report)
+
+
+CASES = {
+    "sample": trc.sample_report,
+    "planted": lambda: trr.planted_report()[0],
+    **{f"single-{s}": (lambda s=s: trc.single_status_report(s)) for s in trc.PRECEDENCE},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_json_is_byte_identical_to_the_single_file_callback(name) -> None:
+    assert normalised(CASES[name]()) == (GOLDEN / f"{name}.json").read_text()
+
+
+def test_the_plugin_and_the_package_are_one_engine() -> None:
+    assert hr.engine is engine
+    assert hr.Aggregator is engine.Aggregator and hr.FAILING is engine.FAILING
+
+
+def test_the_plugin_loads_the_engine_by_path_without_the_repo_on_sys_path(tmp_path) -> None:
+    """What Ansible does: import the plugin file by path in a fresh interpreter."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('x', {str(hr.__file__)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "print(m.engine.__file__, m.FAILING)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(str(ROOT / "hvguard_reporting" / "__init__.py"))
