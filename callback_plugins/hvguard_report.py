@@ -128,6 +128,7 @@ from hvguard_reporting import (  # noqa: E402
     load_catalogue,
     now,
     render_console,
+    run_id,
     write_reports,
 )
 
@@ -216,6 +217,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         self._playbooks: list[str] = []
         self._warnings: list[str] = []
         self._started = now()
+        given = os.environ.get("HVGUARD_RUN_ID")
+        self._run_id = run_id(self._started, given)
+        if given and given != self._run_id:
+            self._warnings.append(f"hvguard_report: HVGUARD_RUN_ID {given!r} is no file name")
         self._report_dir = Path("reports")
         self._formats: list[str] = list(FORMAT_FILES)
         self._dirty = False
@@ -254,6 +259,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
     def _run_meta(self) -> dict[str, Any]:
         cat = self._catalogue
         return {
+            "id": self._run_id,
             "started": self._started,
             "check_mode": bool(_cli("check", False)),
             "diff_mode": bool(_cli("diff", False)) or self._play_diff,
@@ -372,11 +378,23 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         if self._agg is None:
             return
         report, paths = self._write(complete=True)
+        self._point_to(paths)
         if self.get_option("console"):
             for line in render_console(report, [str(p) for p in paths]):
                 self._display.display(line)
 
     # -- output -------------------------------------------------------------------------
+    def _point_to(self, paths: list[Path]) -> None:
+        """HVGUARD_REPORT_POINTER names a file to receive the path of this run's final JSON
+        report: how tools/hvguard_audit.py finds it whatever report_dir is configured."""
+        pointer = os.environ.get("HVGUARD_REPORT_POINTER")
+        json_paths = [p for p in paths if p.name == FORMAT_FILES["json"]]
+        if pointer and json_paths:
+            try:
+                Path(pointer).write_text(str(json_paths[-1]) + "\n", encoding="utf-8")
+            except OSError as exc:
+                self._warn(f"hvguard_report: cannot write HVGUARD_REPORT_POINTER {pointer}: {exc}")
+
     def _write(self, complete: bool) -> tuple[dict[str, Any], list[Path]]:
         assert self._agg is not None
         with self._lock:

@@ -18,6 +18,8 @@ from .junit import render_junit
 from .markdown import render_markdown
 from .model import (
     CONTROL_ID_RE,
+    EXIT_CODES,
+    EXIT_NO_REPORT,
     FAILING,
     FORMAT_FILES,
     SCHEMA_VERSION,
@@ -29,6 +31,8 @@ from .model import (
     is_failing,
     load_catalogue,
     rank,
+    run_id,
+    verdict,
 )
 from .output import RENDERERS, render_json, write_atomic, write_reports
 from .redaction import REDACTED, redact, redact_text
@@ -37,6 +41,8 @@ from .text import evidence_text, failing_first
 __all__ = [
     "CONTROL_ID_RE",
     "DEFAULT_EVIDENCE_MAX",
+    "EXIT_CODES",
+    "EXIT_NO_REPORT",
     "FAILING",
     "FORMAT_FILES",
     "REDACTED",
@@ -65,7 +71,9 @@ __all__ = [
     "render_json",
     "render_junit",
     "render_markdown",
+    "run_id",
     "run_mode",
+    "verdict",
     "write_atomic",
     "write_reports",
 ]

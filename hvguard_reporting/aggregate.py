@@ -10,7 +10,15 @@ from typing import Any
 
 from .classify import classify, items
 from .evidence import as_text, clip, entry
-from .model import _RANK, FAILING, SCHEMA_VERSION, STATUSES, control_ids, control_summary
+from .model import (
+    _RANK,
+    FAILING,
+    SCHEMA_VERSION,
+    STATUSES,
+    control_ids,
+    control_summary,
+    verdict,
+)
 
 DEFAULT_EVIDENCE_MAX = 16 * 1024
 
@@ -253,6 +261,7 @@ def build_report(agg: Aggregator, run: Mapping[str, Any]) -> dict[str, Any]:
         "controls": len(used),
         # Without a catalogue nothing could be evaluated: that must not read as a pass.
         "passed": bool(agg.catalogue) and all(by_status[s] == 0 for s in FAILING),
+        "verdict": verdict(by_status) if agg.catalogue else "error",
         "by_status": by_status,
         "by_control": {cid: by_control[cid] for cid in used},
         "by_host": by_host,

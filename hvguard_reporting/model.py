@@ -10,13 +10,20 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 CONTROL_ID_RE = re.compile(r"^HVG-[A-Z]+-\d{3}$")
 
 # Highest first: the status of a host x control is the highest of its results.
 STATUSES = ("error", "drift", "remediated", "compliant", "disabled", "not_applicable")
 _RANK = {status: len(STATUSES) - i for i, status in enumerate(STATUSES)}
 FAILING = ("error", "drift")
+
+# The verdict of a whole report, and the exit code tools/hvguard_audit.py gives it. Distinct
+# from every code ansible-playbook itself uses (1, 2, 4, 5, 8, 99, 250), so CI tells
+# "non-compliant" from "could not audit" from "broken run".
+VERDICTS = ("compliant", "drift", "error")
+EXIT_CODES = {"compliant": 0, "drift": 10, "error": 11}
+EXIT_NO_REPORT = 12  # ansible-playbook exited 0 but wrote no complete report of this run
 
 FORMAT_FILES = {
     "json": "hvguard-report.json",
@@ -34,6 +41,24 @@ def rank(status: str) -> int:
 
 def is_failing(status: str | None) -> bool:
     return status in FAILING
+
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def run_id(started: str, given: str | None = None) -> str:
+    """The run's ID (also its directory name under the report dir): ``given`` (from
+    HVGUARD_RUN_ID) when it is a safe file name, else the start time and the process ID."""
+    if given and RUN_ID_RE.match(given):
+        return given
+    return started.replace("-", "").replace(":", "") + f"-{os.getpid()}"
+
+
+def verdict(by_status: Mapping[str, int]) -> str:
+    """error when a control could not be evaluated somewhere, else drift when one drifted."""
+    if by_status.get("error"):
+        return "error"
+    return "drift" if by_status.get("drift") else "compliant"
 
 
 def load_catalogue(path: str | os.PathLike[str]) -> dict[str, Any]:

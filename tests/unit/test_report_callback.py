@@ -1188,7 +1188,9 @@ def test_audit_run_json_is_the_golden_of_the_single_file_callback(audit_run) -> 
     paths of this checkout and the run's temp directory aside)."""
     tmp_path, data, _, _ = audit_run
     text = (tmp_path / "reports" / "hvguard-report.json").read_text()
-    report = json.loads(text.replace(str(data), "@DATA@").replace(str(ROOT), "@ROOT@"))
+    from test_report_golden import v1_0
+
+    report = v1_0(json.loads(text.replace(str(data), "@DATA@").replace(str(ROOT), "@ROOT@")))
     report["run"]["started"] = report["run"]["generated"] = "T"
     golden = FIXTURE / "golden" / "fixture-playbook.json"
     assert json.dumps(report, indent=2) + "\n" == golden.read_text()
