@@ -16,6 +16,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +28,8 @@ type: aggregate
 short_description: Per host x control compliance reports (JSON, JUnit, HTML, Markdown)
 description:
   - Aggregates the results of tasks tagged with hvguard control IDs (C(HVG-AREA-NNN)) into
-    one status per host and control, and writes JSON, JUnit XML, HTML and Markdown reports.
+    one status per host and control, and writes JSON, JUnit XML, HTML, Markdown, SARIF and
+    Prometheus textfile reports.
   - In check mode a C(changed) result is drift; in an apply run it is C(remediated).
   - Reports are written at the end of the run and at the start of every play that follows
     a play with results, so a later gate play can read the JSON.
@@ -60,12 +62,32 @@ options:
     description: Report formats to write.
     type: list
     elements: str
-    default: [json, junit, html, md]
+    default: [json, junit, html, md, sarif, prom]
     env:
       - name: HVGUARD_REPORT_FORMATS
     ini:
       - section: callback_hvguard_report
         key: formats
+  waivers:
+    description:
+      - Waiver files (YAML, see docs/report-schema.md). Unset means C(hvguard_waivers.yml)
+        beside (or in) each inventory source. Missing files are no waivers.
+    type: list
+    elements: path
+    env:
+      - name: HVGUARD_WAIVERS
+    ini:
+      - section: callback_hvguard_report
+        key: waivers
+  history:
+    description: Also keep each run's reports in C(runs/<run id>/) with a C(latest) symlink.
+    type: bool
+    default: true
+    env:
+      - name: HVGUARD_REPORT_HISTORY
+    ini:
+      - section: callback_hvguard_report
+        key: history
   console:
     description: Print the compact per-control table and the report paths at the end.
     type: bool
@@ -131,6 +153,8 @@ from hvguard_reporting import (  # noqa: E402
     run_id,
     write_reports,
 )
+from hvguard_reporting.waivers import inventory_files as waiver_files  # noqa: E402
+from hvguard_reporting.waivers import load as load_waivers  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # Ansible adapter
@@ -183,13 +207,24 @@ def _will_be_rescued(task: Any) -> bool:
     return False
 
 
-def _play_hosts(play: Any) -> list[str]:
-    """Names of the hosts a play (batch) targets; empty when that cannot be told."""
+def _play_hosts(play: Any) -> dict[str, list[str]]:
+    """Hosts a play (batch) targets with their groups; empty when that cannot be told."""
     try:
         inventory = play.get_variable_manager()._inventory
-        return [h.get_name() for h in inventory.get_hosts(play.hosts)]
+        return {
+            h.get_name(): [g.get_name() for g in h.get_groups()]
+            for h in inventory.get_hosts(play.hosts)
+        }
     except Exception:  # only an optimisation of the report: never break the run
-        return []
+        return {}
+
+
+def _extra_facts(play: Any) -> Any:
+    """hvguard facts given as extra vars (-e hvguard=...), as sandboxed audits do."""
+    try:
+        return play.get_variable_manager().extra_vars.get("hvguard")
+    except Exception:
+        return None
 
 
 def _cli(key: str, default: Any = None) -> Any:
@@ -226,6 +261,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         self._dirty = False
         self._last_play: str | None = None
         self._play_diff = False
+        self._waivers: list[Any] = []
+        self._waiver_files: list[str] = []
+        self._history = True
+        self._starts: dict[tuple[str, str], float] = {}
 
     # -- setup --------------------------------------------------------------------------
     def set_options(
@@ -250,6 +289,20 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
             self._warn(f"hvguard_report: cannot parse the control catalogue {path}: {exc}")
         evidence_max = int(self.get_option("evidence_max_bytes") or DEFAULT_EVIDENCE_MAX)
         self._agg = Aggregator(self._catalogue["controls"], evidence_max=evidence_max)
+        self._history = bool(self.get_option("history"))
+        self._load_waivers(self.get_option("waivers"))
+
+    def _load_waivers(self, configured: Any) -> None:
+        if configured:
+            files = [Path(str(p)).expanduser() for p in configured]
+        else:
+            files = waiver_files(_cli("inventory", ()) or ())
+        self._waivers, warnings = load_waivers(files)
+        self._waiver_files = [str(p) for p in files if p.is_file()]
+        for msg in warnings:
+            self._warn(msg)
+        for missing in (p for p in files if configured and not p.is_file()):
+            self._warn(f"hvguard_report: waiver file {missing} does not exist")
 
     def _warn(self, msg: str) -> None:
         self._warnings.append(msg)
@@ -272,6 +325,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
             },
             "complete": False,
             "warnings": list(self._warnings),
+            "waivers": list(self._waiver_files),
         }
 
     # -- events -------------------------------------------------------------------------
@@ -304,6 +358,14 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
             only_tags=_cli("tags", ("all",)) or ("all",),
             skip_tags=_cli("skip_tags", ()) or (),
         )
+        hosts = _play_hosts(play)
+        extra = _extra_facts(play)
+        with self._lock:
+            self._agg.groups.update(hosts)
+            if isinstance(extra, dict):
+                for host in hosts:
+                    if host not in self._agg.domains:
+                        self._agg.set_domains(host, extra)
         check_mode = getattr(play, "check_mode", None)
         self._play_diff = self._play_diff or bool(getattr(play, "diff", False))
         with self._lock:
@@ -311,7 +373,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
                 play.get_name(),
                 expected,
                 None if check_mode is None else bool(check_mode),
-                hosts=_play_hosts(play),
+                hosts=list(hosts),
             )
 
     def _handle(self, result: Any, outcome: str, stops_host: bool = False) -> None:
@@ -337,12 +399,25 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
                 # A dynamic include that ran says nothing about the host: what it includes
                 # does. (A skipped or failed include still counts.)
                 return
+            started = self._starts.pop((host.get_name(), getattr(task, "_uuid", "")), None)
             unknown = self._agg.record(
-                host.get_name(), name, tags, outcome, data, check_mode, stops_host=stops_host
+                host.get_name(),
+                name,
+                tags,
+                outcome,
+                data,
+                check_mode,
+                stops_host=stops_host,
+                duration=time.monotonic() - started if started is not None else 0.0,
             )
             self._dirty = True
         for cid in unknown:
             self._warn(f"hvguard_report: task '{name}' is tagged {cid}, not in the catalogue")
+
+    def v2_runner_on_start(self, host: Any, task: Any) -> None:
+        key = (host.get_name(), getattr(task, "_uuid", ""))
+        with self._lock:
+            self._starts[key] = time.monotonic()
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._handle(result, "ok")
@@ -400,10 +475,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
         with self._lock:
             meta = self._run_meta()
             meta["complete"] = complete
-            report = build_report(self._agg, meta)
+            report = build_report(self._agg, meta, self._waivers)
             self._dirty = False
         try:
-            return report, write_reports(report, self._report_dir, self._formats)
+            paths = write_reports(report, self._report_dir, self._formats, self._history)
+            return report, paths
         except OSError as exc:
             self._warn(f"hvguard_report: cannot write reports to {self._report_dir}: {exc}")
             return report, []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .aggregate import DEFAULT_EVIDENCE_MAX, Aggregator, Cell, build_report, now, run_mode
 from .classify import classify
+from .compare import compare, render_compare
 from .console import render_console
 from .evidence import render_diff
 from .html import render_html
@@ -35,7 +36,9 @@ from .model import (
     verdict,
 )
 from .output import RENDERERS, render_json, write_atomic, write_reports
+from .prometheus import render_prometheus
 from .redaction import REDACTED, redact, redact_text
+from .sarif import render_sarif
 from .text import evidence_text, failing_first
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "Cell",
     "build_report",
     "classify",
+    "compare",
     "control_ids",
     "control_summary",
     "default_catalogue_path",
@@ -65,12 +69,15 @@ __all__ = [
     "rank",
     "redact",
     "redact_text",
+    "render_compare",
     "render_console",
     "render_diff",
     "render_html",
     "render_json",
     "render_junit",
     "render_markdown",
+    "render_prometheus",
+    "render_sarif",
     "run_id",
     "run_mode",
     "verdict",

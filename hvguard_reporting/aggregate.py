@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import waivers as _waivers
+from .advice import action
 from .classify import classify, items
 from .evidence import as_text, clip, entry
 from .model import (
@@ -37,12 +39,16 @@ class Cell:
     omitted: int = 0
     size: int = 0
     seen: bool = False
+    duration: float = 0.0
 
-    def add(self, status: str, entries: list[dict[str, Any]], cap: int) -> None:
+    def add(
+        self, status: str, entries: list[dict[str, Any]], cap: int, duration: float = 0.0
+    ) -> None:
         if not self.seen or _RANK[status] > _RANK[self.status]:
             self.status = status
         self.seen = True
         self.results += 1
+        self.duration += max(0.0, duration)
         for item in entries:
             self._keep(item, cap)
 
@@ -81,6 +87,7 @@ class Cell:
             "evidence_truncated": self.omitted > 0
             or any(e.get("truncated") for e in self.evidence),
             "evidence_omitted": self.omitted,
+            "duration": round(self.duration, 3),
         }
 
 
@@ -127,6 +134,8 @@ class Aggregator:
         self.unknown_ids: set[str] = set()
         self.results = 0
         self.modes = {"check": 0, "apply": 0}
+        self.groups: dict[str, list[str]] = {}  # host -> inventory groups (waiver patterns)
+        self.domains: dict[str, list[str]] = {}  # host -> running domains (from the facts)
 
     def start_play(
         self,
@@ -158,6 +167,7 @@ class Aggregator:
         result: Mapping[str, Any],
         check_mode: bool,
         stops_host: bool = False,
+        duration: float = 0.0,
     ) -> list[str]:
         """Account one final task result; returns control IDs not in the catalogue."""
         self.results += 1
@@ -172,7 +182,8 @@ class Aggregator:
             variable = self.catalogue[cid].get("variable")
             status, entries = classify(outcome, task, result, check_mode, variable)
             host_cells = self.cells.setdefault(host, {})
-            host_cells.setdefault(cid, Cell()).add(status, entries, self.evidence_max)
+            cell = host_cells.setdefault(cid, Cell())
+            cell.add(status, entries, self.evidence_max, duration)
         if stops_host and self.plays:
             msg = as_text(result.get("msg")) or outcome
             self.plays[-1].stopped.setdefault(host, {"task": task, "msg": clip(msg, 2048)})
@@ -184,6 +195,19 @@ class Aggregator:
             if isinstance(facts, Mapping) and "hvguard_reboot_required" in facts:
                 # Last write wins, as for the fact itself.
                 self.reboot[host] = as_bool(facts["hvguard_reboot_required"])
+            if isinstance(facts, Mapping) and isinstance(facts.get("hvguard"), Mapping):
+                self.set_domains(host, facts["hvguard"])
+
+    def set_domains(self, host: str, hvguard_facts: Mapping[str, Any]) -> None:
+        """Running domains from the hvguard facts (libvirt.domains), when they list them."""
+        libvirt = hvguard_facts.get("libvirt")
+        domains = libvirt.get("domains") if isinstance(libvirt, Mapping) else None
+        if isinstance(domains, list):
+            self.domains[host] = sorted(
+                str(d.get("name"))
+                for d in domains
+                if isinstance(d, Mapping) and d.get("state") == "running"
+            )
 
     def has_results(self) -> bool:
         return self.results > 0
@@ -210,6 +234,7 @@ class Aggregator:
                         "evidence": [entry(why["task"], "host_failed", "error", msg=msg)],
                         "evidence_truncated": False,
                         "evidence_omitted": 0,
+                        "duration": 0.0,
                     }
         return out
 
@@ -239,16 +264,50 @@ def run_mode(agg: Aggregator, cli_check: bool) -> str:
     return "check" if counts["check"] else "apply"
 
 
-def build_report(agg: Aggregator, run: Mapping[str, Any]) -> dict[str, Any]:
+def _waive(
+    agg: Aggregator,
+    cells: dict[str, dict[str, dict[str, Any]]],
+    waivers: Sequence[_waivers.Waiver],
+    today: _dt.date,
+) -> None:
+    """Drift with an active waiver becomes ``waived``; an expired one is noted, still drift."""
+    for host, host_cells in cells.items():
+        for cid, cell in host_cells.items():
+            if cell["status"] != "drift":
+                continue
+            waiver = _waivers.find(waivers, cid, host, agg.groups.get(host, ()))
+            if waiver is None:
+                continue
+            cell["waiver"] = waiver.as_dict(today)
+            if not cell["waiver"]["expired"]:
+                cell["status"] = "waived"
+
+
+def build_report(
+    agg: Aggregator,
+    run: Mapping[str, Any],
+    waivers: Sequence[_waivers.Waiver] = (),
+    today: _dt.date | None = None,
+) -> dict[str, Any]:
     """The JSON report (schema 1.x) from the aggregated state and run metadata."""
     cells = agg.final_cells()
+    _waive(agg, cells, waivers, today or _dt.datetime.now(_dt.UTC).date())
     hosts: dict[str, Any] = {}
     by_status = dict.fromkeys(STATUSES, 0)
     by_control: dict[str, dict[str, int]] = {}
     by_host: dict[str, dict[str, int]] = {}
     for host in sorted(set(cells) | set(agg.reboot)):
         controls = dict(sorted(cells.get(host, {}).items()))
-        hosts[host] = {"reboot_required": agg.reboot.get(host), "controls": controls}
+        domains = agg.domains.get(host)
+        for cid, cell in controls.items():
+            if cell["status"] in FAILING:
+                meta = agg.catalogue[cid]
+                cell["action"] = action(cid, meta, host, cell["status"], domains)
+        hosts[host] = {
+            "reboot_required": agg.reboot.get(host),
+            "running_domains": domains,
+            "controls": controls,
+        }
         by_host[host] = dict.fromkeys(STATUSES, 0)
         for cid, cell in controls.items():
             status = cell["status"]

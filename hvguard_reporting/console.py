@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .text import guarantee
+
 _COLS = [
     ("compl", "compliant"),
     ("drift", "drift"),
@@ -12,6 +14,7 @@ _COLS = [
     ("remed", "remediated"),
     ("disab", "disabled"),
     ("n/a", "not_applicable"),
+    ("waivd", "waived"),
 ]
 
 
@@ -21,6 +24,7 @@ def render_console(report: Mapping[str, Any], paths: Iterable[str] = ()) -> list
     verdict = "PASSED" if summary["passed"] else "FAILED"
     mode = "check mode" if report["run"].get("check_mode") else "apply run"
     lines = [f"hvguard compliance ({mode}): {verdict}, {summary['hosts']} hosts"]
+    lines.append(guarantee(report["run"]))
     lines.append(f"{'control':<12} {'title':<40} " + " ".join(f"{c:>5}" for c, _ in _COLS))
     for cid, meta in report["controls"].items():
         title = str(meta.get("title") or "")

@@ -7,7 +7,7 @@ from typing import Any
 
 from .model import FAILING, STATUSES
 from .templating import html_env
-from .text import EVIDENCE_KEYS
+from .text import EVIDENCE_KEYS, guarantee
 
 _REBOOT = {True: "yes", False: "no", None: "—"}
 
@@ -35,6 +35,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         .get_template("report.html.j2")
         .render(
             meta=meta,
+            guarantee=guarantee(run),
             summary=summary,
             verdict="PASSED" if summary["passed"] else "FAILED",
             statuses=STATUSES,

@@ -6,8 +6,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from .advice import action_text
 from .evidence import as_text, clean
-from .text import evidence_text, failing_first, refs_text
+from .text import evidence_text, failing_first, refs_text, waiver_text
 
 # status -> the JUnit counter it adds to (compliant and remediated pass)
 _JUNIT_COUNTER = {
@@ -56,12 +57,19 @@ def _junit_suite(root: ET.Element, cid: str, meta: Mapping[str, Any]) -> ET.Elem
 
 def _junit_case(suite: ET.Element, cid: str, host: str, cell: Mapping[str, Any]) -> None:
     case = ET.SubElement(suite, "testcase", classname=f"hvguard.{cid}", name=clean(host))
-    case.set("time", "0")
+    case.set("time", f"{float(cell.get('duration') or 0):.3f}")
     ordered = failing_first(cell["evidence"])
     body = clean(evidence_text(ordered))
     first = ordered[0] if ordered else {}
     message = clean(as_text(first.get("msg") or first.get("task") or cell["status"]))[:500]
     status = cell["status"]
+    if cell.get("action"):
+        # What a reader of a CI test view needs first: what is wrong, and the fix.
+        act = cell["action"]
+        message = clean(f"{status} on {host}: {message} | fix: {act['command']}")[:500]
+        body = clean(action_text(act)) + "\n\n" + body
+    if cell.get("waiver"):
+        body = clean(waiver_text(cell["waiver"])) + "\n\n" + body
     if status == "error":
         ET.SubElement(case, "error", type="error", message=message).text = body
     elif status == "drift":
@@ -72,3 +80,5 @@ def _junit_case(suite: ET.Element, cid: str, host: str, cell: Mapping[str, Any])
         ET.SubElement(case, "skipped", message=clean(f"{status}: {why}"[:500]))
     elif status == "remediated":
         ET.SubElement(case, "system-out").text = "remediated in this run\n" + body
+    elif status == "waived":
+        ET.SubElement(case, "system-out").text = "drift waived\n" + body

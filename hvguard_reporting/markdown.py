@@ -8,7 +8,7 @@ from typing import Any
 from .evidence import clip
 from .model import FAILING, STATUSES
 from .templating import md_env
-from .text import evidence_text, failing_hosts
+from .text import evidence_text, failing_hosts, guarantee
 
 MD_MAX_CHARS = 60000  # GitHub/GitLab comment limits are 65536 / 1 000 000 characters
 MD_MAX_HOSTS_LISTED = 10
@@ -31,6 +31,13 @@ def render_markdown(report: Mapping[str, Any], max_chars: int = MD_MAX_CHARS) ->
         controls=controls,
         max_hosts=MD_MAX_HOSTS_LISTED,
         verdict="PASSED" if report["summary"]["passed"] else "FAILED",
+        guarantee=guarantee(report["run"]),
+        waived=[
+            {"cid": cid, "host": host, "status": cell["status"], "waiver": cell["waiver"]}
+            for host, h in report["hosts"].items()
+            for cid, cell in h["controls"].items()
+            if cell.get("waiver")
+        ],
     )
     details = list(_md_details(report, controls))
     for i, block in enumerate(details):
@@ -57,4 +64,4 @@ def _md_details(report: Mapping[str, Any], controls: Mapping[str, Any]) -> Itera
             text = evidence_text(relevant or cell["evidence"])
             shown.append({"host": host, "cell": cell, "text": clip(text, MD_MAX_DETAIL_CHARS)})
         more = len(info["bad"]) - len(shown)
-        yield template.render(cid=cid, bad=info["bad"], shown=shown, more=more)
+        yield template.render(cid=cid, meta=info["meta"], bad=info["bad"], shown=shown, more=more)

@@ -14,7 +14,8 @@ SCHEMA_VERSION = "1.1"
 CONTROL_ID_RE = re.compile(r"^HVG-[A-Z]+-\d{3}$")
 
 # Highest first: the status of a host x control is the highest of its results.
-STATUSES = ("error", "drift", "remediated", "compliant", "disabled", "not_applicable")
+# ``waived`` is never a task result's status: a waiver turns a cell's drift into it.
+STATUSES = ("error", "drift", "waived", "remediated", "compliant", "disabled", "not_applicable")
 _RANK = {status: len(STATUSES) - i for i, status in enumerate(STATUSES)}
 FAILING = ("error", "drift")
 
@@ -30,6 +31,8 @@ FORMAT_FILES = {
     "junit": "hvguard-report.junit.xml",
     "html": "hvguard-report.html",
     "md": "hvguard-report.md",
+    "sarif": "hvguard-report.sarif",
+    "prom": "hvguard-report.prom",
 }
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +93,8 @@ def control_summary(entry: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("title", "area", "role", "variable", "severity", "disruption", "reboot")
     out = {key: entry.get(key) for key in keys}
     out["references"] = dict(entry.get("references") or {})
+    for key in ("rationale", "verification"):  # schema 1.1
+        out[key] = " ".join(str(entry.get(key) or "").split()) or None
     return out
 
 

@@ -14,6 +14,8 @@ from .html import render_html
 from .junit import render_junit
 from .markdown import render_markdown
 from .model import FORMAT_FILES
+from .prometheus import render_prometheus
+from .sarif import render_sarif
 
 
 def render_json(report: Mapping[str, Any]) -> str:
@@ -25,6 +27,8 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "junit": render_junit,
     "html": render_html,
     "md": render_markdown,
+    "sarif": render_sarif,
+    "prom": render_prometheus,
 }
 
 
@@ -43,12 +47,39 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+RUNS_DIR = "runs"
+LATEST = "latest"
+
+
+def point_latest(report_dir: Path, run_dir: Path) -> None:
+    """``latest`` -> runs/<id>, replaced atomically (a new symlink renamed over the old)."""
+    link = report_dir / LATEST
+    tmp = report_dir / f".{LATEST}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(run_dir, report_dir), tmp)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_reports(
-    report: Mapping[str, Any], report_dir: Path, formats: Iterable[str]
+    report: Mapping[str, Any], report_dir: Path, formats: Iterable[str], history: bool = True
 ) -> list[Path]:
+    """Every format into the report directory and, when the report has a run ID and
+    ``history`` is on, into ``runs/<id>/`` too, with ``latest`` pointing at it. Returns the
+    top-level paths (what gates and CI jobs read)."""
+    texts = {fmt: RENDERERS[fmt](report) for fmt in formats}
+    run_id = (report.get("run") or {}).get("id")
+    if history and run_id:
+        run_dir = report_dir / RUNS_DIR / str(run_id)
+        for fmt, text in texts.items():
+            write_atomic(run_dir / FORMAT_FILES[fmt], text)
+        point_latest(report_dir, run_dir)
     written = []
-    for fmt in formats:
+    for fmt, text in texts.items():
         path = report_dir / FORMAT_FILES[fmt]
-        write_atomic(path, RENDERERS[fmt](report))
+        write_atomic(path, text)
         written.append(path)
     return written

@@ -10,7 +10,22 @@ from typing import Any
 import jinja2
 
 from .evidence import as_text, clean
-from .text import STATUS_LABEL, entry_title, failing_first, refs_text
+from .text import STATUS_LABEL, entry_title, failing_first, refs_text, waiver_text
+
+# Public pages of the references the catalogue cites (NIST's own pages; DISA SRG rules on
+# the public STIG viewer). NIST SP 800-125A has no per-function page: its document.
+_REF_URLS = {
+    "nist_800_53": "https://csrc.nist.gov/projects/cprt/catalog#/cprt/framework/version/"
+    "SP_800_53_5_1_1/home?element={ref}",
+    "disa_vmm_srg": "https://www.stigviewer.com/stig/virtual_machine_manager_security_requirements_guide/",
+    "nist_800_125a": "https://csrc.nist.gov/pubs/sp/800/125/a/r1/final",
+}
+
+
+def ref_url(ref: str, kind: str) -> str | None:
+    template = _REF_URLS.get(kind)
+    return template.format(ref=ref) if template else None
+
 
 TEMPLATES = __import__("pathlib").Path(__file__).resolve().parent / "templates"
 
@@ -39,6 +54,8 @@ def _common(env: jinja2.Environment) -> jinja2.Environment:
         text=as_text, clean=clean, refs=refs_text, title=entry_title, failing_first=failing_first
     )
     env.filters["diff_class"] = diff_class
+    env.filters["waiver"] = waiver_text
+    env.filters["ref_url"] = ref_url
     env.globals["label"] = STATUS_LABEL
     return env
 

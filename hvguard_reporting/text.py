@@ -11,6 +11,7 @@ from .model import FAILING
 STATUS_LABEL = {
     "compliant": "compliant",
     "drift": "drift",
+    "waived": "waived",
     "error": "error",
     "remediated": "remediated",
     "disabled": "disabled",
@@ -55,3 +56,31 @@ def failing_hosts(report: Mapping[str, Any], cid: str) -> list[str]:
     return [
         h for h, d in report["hosts"].items() if d["controls"].get(cid, {}).get("status") in FAILING
     ]
+
+
+GUARANTEE = {
+    "check": (
+        "Check mode: every audited task ran in check mode, so this run changed nothing on "
+        "the hosts; each drift is what an apply would change."
+    ),
+    "apply": "Apply run: cells marked remediated were changed on the hosts by this run.",
+    "mixed": (
+        "Mixed run: some plays ran in check mode (drift: nothing changed), others applied "
+        "changes (remediated cells were changed by this run)."
+    ),
+}
+
+
+def guarantee(run: Mapping[str, Any]) -> str:
+    """What the run did to the hosts, stated in every report."""
+    return GUARANTEE.get(
+        str(run.get("mode")), GUARANTEE["check" if run.get("check_mode") else "apply"]
+    )
+
+
+def waiver_text(waiver: Mapping[str, Any]) -> str:
+    state = "EXPIRED on" if waiver.get("expired") else "until"
+    return (
+        f"waiver {state} {waiver.get('expires')} by {waiver.get('approver')}: "
+        f"{waiver.get('justification')} ({waiver.get('source')})"
+    )

@@ -347,10 +347,11 @@ def test_installed_file_evidence_is_its_identity_not_its_text() -> None:
         f"  this run:    sha256 {sha}, {ENGINE.stat().st_size} bytes"
     )
     engine_line = next(line for line in new.splitlines() if line.startswith("def "))
-    for render in hr.RENDERERS.values():
+    for fmt, render in hr.RENDERERS.items():
         output = render(report)
         assert engine_line not in output
-        assert sha in output
+        # SARIF and Prometheus carry statuses and messages, not evidence
+        assert (sha in output) is (fmt in ("json", "junit", "html", "md"))
     fresh = [{"before": "", "after": new, "before_header": dest, "after_header": str(ENGINE)}]
     assert "on the host: absent or empty" in hr.render_diff(fresh)
 
@@ -399,11 +400,13 @@ OUTCOMES = {
 
 
 # The documented precedence, written out here so that a change in the code cannot pass.
+# (``waived`` is no task result's status: a waiver turns a cell's drift into it.)
 PRECEDENCE = ("error", "drift", "remediated", "compliant", "disabled", "not_applicable")
 
 
 def test_status_order_is_the_documented_one() -> None:
-    assert hr.STATUSES == PRECEDENCE
+    statuses = hr.STATUSES
+    assert statuses == ("error", "drift", "waived", *PRECEDENCE[2:])
 
 
 @pytest.mark.parametrize("pair", list(itertools.permutations(PRECEDENCE, 2)))
@@ -693,6 +696,7 @@ def test_report_validates_against_the_documented_schema() -> None:
     assert summary["by_status"] == {
         "error": 1,
         "drift": 2,
+        "waived": 0,
         "remediated": 1,
         "compliant": 1,
         "disabled": 1,
@@ -701,6 +705,7 @@ def test_report_validates_against_the_documented_schema() -> None:
     assert summary["by_control"][M1] == {
         "error": 1,
         "drift": 1,
+        "waived": 0,
         "remediated": 1,
         "compliant": 0,
         "disabled": 0,
@@ -829,7 +834,7 @@ def test_cells_are_per_host_and_per_control() -> None:
         "h2": {M1: "compliant", M2: "not_applicable", G1: "not_applicable"},
     }
     summary = hr.build_report(agg, run_meta())["summary"]
-    zero = dict.fromkeys(PRECEDENCE, 0)
+    zero = dict.fromkeys(hr.STATUSES, 0)
     assert summary["by_host"]["h1"] == zero | {"drift": 1, "error": 1, "remediated": 1}
     assert summary["by_host"]["h2"] == zero | {"compliant": 1, "not_applicable": 2}
     assert summary["by_control"][M2] == zero | {"error": 1, "not_applicable": 1}
@@ -884,7 +889,11 @@ def test_html_is_escaped_self_contained_grid() -> None:
     assert "<script>alert" not in page
     assert html.escape("<script>alert(") in page
     assert "\x00" not in page
-    assert not re.search(r"""(src|href)=["']?https?:""", page)
+    assert not re.search(r"""src=["']?https?:""", page)  # no external assets
+    # the only links: the catalogue's references, to their public pages
+    links = re.findall(r"<a href='([^']+)'>([^<]+)</a>", page)
+    assert links and all(url.startswith("https://") for url, _ in links)
+    assert len(links) == page.count("href=")
     assert "<link" not in page
     rows = re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page)
     assert rows == ["hv1", "hv2", "hv3"]
@@ -905,8 +914,8 @@ def test_markdown_table_and_details() -> None:
     row = next(line for line in lines if line.startswith(f"| {M1} |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:3] == [M1, "Kernel zeroes freed pages", "high"]
-    assert cells[3:9] == ["1", "1", "1", "0", "0", "0"]
-    assert cells[9] == "hv1, hv2"
+    assert cells[3:10] == ["1", "1", "0", "1", "0", "0", "0"]
+    assert cells[10] == "hv1, hv2"
     assert f"<details><summary>{M1}: drift or error on 2 host(s)</summary>" in md
     # evidence with ``` inside gets a longer fence, so it cannot close the block early
     assert "````\n" in md
@@ -921,8 +930,11 @@ def test_failure_evidence_leads_in_junit_and_alone_in_markdown() -> None:
     agg.record("h", "edit", [M1], "ok", {"changed": True, "msg": "would change"}, True)
     report = hr.build_report(agg, run_meta())
     case = ET.fromstring(hr.render_junit(report)).find("testsuite/testcase/failure")
-    assert case.get("message") == "would change"
-    assert case.text.startswith("[changed] edit")
+    fix = "ansible-playbook playbooks/site.yml --tags HVG-MEM-001 --limit h"
+    assert case.get("message") == f"drift on h: would change | fix: {fix}"
+    action, evidence = case.text.split("\n\n", 1)
+    assert action.startswith(f"fix: {fix}\nimpact: takes effect after a reboot")
+    assert evidence.startswith("[changed] edit")
     md = hr.render_markdown(report).split("<details>")[1]
     assert "[changed] edit" in md
     assert "probe fine" not in md and "skip other" not in md
@@ -947,7 +959,8 @@ def test_console_table() -> None:
     lines = hr.render_console(sample_report(), ["/r/hvguard-report.json"])
     assert lines[0] == "hvguard compliance (check mode): FAILED, 3 hosts"
     row = next(line for line in lines if line.startswith(M1))
-    assert row.split()[-6:] == ["0", "1", "1", "1", "0", "0"]
+    assert row.split()[-7:] == ["0", "1", "1", "1", "0", "0", "0"]
+    assert lines[1] == hr.engine.text.GUARANTEE["check"]
     assert lines[-1] == "report: /r/hvguard-report.json"
 
 

@@ -23,18 +23,37 @@ GOLDEN = ROOT / "tests" / "fixtures" / "report" / "golden"
 
 
 # Keys schema 1.1 added; everything else is 1.0, unchanged.
-ADDED_RUN = ("id",)
+ADDED_RUN = ("id", "waivers")
 ADDED_SUMMARY = ("verdict",)
+ADDED_CONTROL = ("rationale", "verification")
+ADDED_HOST = ("running_domains",)
+ADDED_CELL = ("duration", "waiver", "action")
 
 
 def v1_0(report: dict) -> dict:
-    """The report without the keys schema 1.1 added."""
+    """The report without the keys schema 1.1 added (and without its waived counts)."""
     report = json.loads(json.dumps(report))
     report["schema_version"] = "1.0"
+    summary = report["summary"]
     for key in ADDED_RUN:
         report["run"].pop(key, None)
     for key in ADDED_SUMMARY:
-        report["summary"].pop(key, None)
+        summary.pop(key, None)
+    for counts in [
+        summary["by_status"],
+        *summary["by_control"].values(),
+        *summary["by_host"].values(),
+    ]:
+        assert counts.pop("waived") == 0
+    for meta in report["controls"].values():
+        for key in ADDED_CONTROL:
+            meta.pop(key)
+    for host in report["hosts"].values():
+        for key in ADDED_HOST:
+            host.pop(key)
+        for cell in host["controls"].values():
+            for key in ADDED_CELL:
+                cell.pop(key, None)
     return report
 
 
