@@ -1,6 +1,7 @@
 """Two runs compared for a merge request: what drifted anew, what was fixed, what still
 fails. Cells are host x control; a cell that is failing (drift or error) in the new run and
-was not in the old one (not failing, or absent) is new."""
+was not in the old one (not failing, or absent) is new. A failing cell that a waiver now
+covers is "waived", not fixed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _cells(report: Mapping[str, Any]) -> dict[tuple[str, str], str]:
 
 def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
     before, after = _cells(old), _cells(new)
-    out: dict[str, list[dict[str, str]]] = {"new": [], "fixed": [], "still": []}
+    out: dict[str, list[dict[str, str]]] = {"new": [], "fixed": [], "waived": [], "still": []}
     for key in sorted(set(before) | set(after)):
         was, now = before.get(key), after.get(key)
         row = {"host": key[0], "control": key[1], "old": was or "absent", "new": now or "absent"}
@@ -29,6 +30,8 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[di
             out["new"].append(row)
         elif was in FAILING and now in FAILING:
             out["still"].append(row)
+        elif was in FAILING and now == "waived":
+            out["waived"].append(row)
         elif was in FAILING and now is not None:
             out["fixed"].append(row)  # a cell that vanished (host left out) is not fixed
     return out
@@ -45,11 +48,16 @@ def render_compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     ]
     lines = [
         f"## hvguard audit: {len(diff['new'])} new drift, {len(diff['fixed'])} fixed, "
-        f"{len(diff['still'])} still failing",
+        f"{len(diff['waived'])} waived, {len(diff['still'])} still failing",
         "",
         f"Compared run `{ids[0]}` with run `{ids[1]}`.",
     ]
-    sections = (("new", "New drift or error"), ("fixed", "Fixed"), ("still", "Still failing"))
+    sections = (
+        ("new", "New drift or error"),
+        ("fixed", "Fixed"),
+        ("waived", "Newly waived"),
+        ("still", "Still failing"),
+    )
     for key, heading in sections:
         rows = diff[key]
         lines += ["", f"### {heading} ({len(rows)})", ""]

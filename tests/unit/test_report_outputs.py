@@ -376,10 +376,13 @@ def test_compare_two_runs_for_a_merge_request(tmp_path) -> None:
     diff = hr.compare(old, new)
     key = [(r["host"], r["control"], r["old"], r["new"]) for r in diff["new"]]
     assert key == [("hv2", M1, "waived", "drift")]
-    assert [(r["host"], r["control"]) for r in diff["fixed"]] == [("hv1", M1)]
+    assert diff["fixed"] == []  # hv1's drift is waived now, not fixed
+    assert [(r["host"], r["control"]) for r in diff["waived"]] == [("hv1", M1)]
     assert [(r["host"], r["control"]) for r in diff["still"]] == [("hv1", M2)]
     md = hr.render_compare(old, new)
-    assert md.splitlines()[0] == "## hvguard audit: 1 new drift, 1 fixed, 1 still failing"
+    assert md.splitlines()[0] == (
+        "## hvguard audit: 1 new drift, 0 fixed, 1 waived, 1 still failing"
+    )
     assert "| HVG-MEM-001 | Kernel zeroes freed pages | hv2 | waived | drift |" in md
     # the CLI reads reports or run directories and exits 1 on new drift
     import subprocess
@@ -394,7 +397,13 @@ def test_compare_two_runs_for_a_merge_request(tmp_path) -> None:
     assert proc.returncode == 1 and proc.stdout == md
     same = subprocess.run([sys.executable, str(tool), str(tmp_path / "b.json"),
                            str(tmp_path / "b.json")], capture_output=True, text=True)  # fmt: skip
-    assert same.returncode == 0 and "0 new drift, 0 fixed, 2 still failing" in same.stdout
+    assert same.returncode == 0 and "0 new drift, 0 fixed, 0 waived, 2 still failing" in same.stdout
+
+
+def test_a_newly_waived_cell_is_not_fixed() -> None:
+    diff = hr.compare(drift_report(), drift_report([waiver(hosts=["hv1"])]))
+    assert [(r["host"], r["control"], r["new"]) for r in diff["waived"]] == [("hv1", M1, "waived")]
+    assert diff["fixed"] == []
 
 
 def test_a_host_left_out_is_not_fixed() -> None:
