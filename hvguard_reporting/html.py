@@ -10,6 +10,21 @@ from .templating import html_env
 from .text import EVIDENCE_KEYS, guarantee
 
 _REBOOT = {True: "yes", False: "no", None: "—"}
+# Cells that open on their evidence; the others show their status and result count only
+# (their evidence, "the task ran and changed nothing", is in the JSON report).
+DETAILED = ("error", "drift", "waived", "remediated")
+# Compact grid cells: the counts line above the grid spells each one out.
+SHORT = {
+    "error": "error",
+    "drift": "drift",
+    "waived": "waived",
+    "remediated": "fixed",
+    "compliant": "ok",
+    "disabled": "off",
+    "not_applicable": "n/a",
+}
+HTML_MAX_ENTRIES = 6  # evidence entries per cell, failing ones first
+HTML_MAX_TEXT = 3000  # characters per evidence field; the JSON report has all of it
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -42,5 +57,15 @@ def render_html(report: Mapping[str, Any]) -> str:
             controls=report["controls"],
             hosts=hosts,
             evidence_keys=EVIDENCE_KEYS,
+            detailed=DETAILED,
+            short=SHORT,
+            max_entries=HTML_MAX_ENTRIES,
+            severities=[s for s in ("high", "medium", "low") if s in _values(report, "severity")]
+            + sorted(_values(report, "severity") - {"high", "medium", "low"}),
+            areas=sorted(_values(report, "area")),
         )
     )
+
+
+def _values(report: Mapping[str, Any], key: str) -> set[str]:
+    return {str(meta.get(key)) for meta in report["controls"].values()}

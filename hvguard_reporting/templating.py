@@ -9,7 +9,7 @@ from typing import Any
 
 import jinja2
 
-from .evidence import as_text, clean
+from .evidence import as_text, clean, clip
 from .text import STATUS_LABEL, entry_title, failing_first, refs_text, waiver_text
 
 # Public pages of the references the catalogue cites (NIST's own pages; DISA SRG rules on
@@ -55,6 +55,7 @@ def _common(env: jinja2.Environment) -> jinja2.Environment:
     )
     env.filters["diff_class"] = diff_class
     env.filters["waiver"] = waiver_text
+    env.filters["clip_html"] = lambda text: clip(text, 3000)
     env.filters["ref_url"] = ref_url
     env.globals["label"] = STATUS_LABEL
     return env

@@ -892,7 +892,10 @@ def test_html_is_escaped_self_contained_grid() -> None:
     assert not re.search(r"""src=["']?https?:""", page)  # no external assets
     # the only links: the catalogue's references, to their public pages
     links = re.findall(r"<a href='([^']+)'>([^<]+)</a>", page)
-    assert links and all(url.startswith("https://") for url, _ in links)
+    outside = [url for url, _ in links if not url.startswith("#")]
+    assert outside and all(url.startswith("https://") for url in outside)
+    # column headers link to their control's row in the control table
+    assert ("#HVG-MEM-001", "HVG-MEM-001") in links and "<tr id='HVG-MEM-001'>" in page
     assert len(links) == page.count("href=")
     assert "<link" not in page
     rows = re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page)
@@ -901,7 +904,7 @@ def test_html_is_escaped_self_contained_grid() -> None:
     body = page.split("<tbody>")[1].split("</tbody>")[0]
     for row in body.split("</tr>")[:-1]:
         assert row.count("<td") == 4
-    assert "class='s-drift'><details><summary>drift</summary>" in page
+    assert "class='s-drift k0'><details><summary>drift</summary>" in page
     assert "class='s-error'" in page and "class='s-remediated'" in page
     assert "title='Kernel zeroes freed pages" in page  # column tooltip
     assert "nist_800_53: SC-4" in page
