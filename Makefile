@@ -13,7 +13,7 @@ export HVGUARD_REPORT_DIR := $(abspath $(REPORT_DIR))
 # Debian packages the controller side needs (tests, lab). Kept in one place for .ci/run.
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 
-.PHONY: help venv deps audit audit-local site-local lint unit test docs docs-check clean
+.PHONY: help venv deps audit audit-ci audit-local site-local lint unit test docs docs-check clean
 
 help:
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -38,6 +38,9 @@ audit-local: venv ## Audit THIS machine in check mode and write the reports
 	@echo "reports: $(HVGUARD_REPORT_DIR)"
 
 audit: audit-local
+
+audit-ci: venv ## Audit INVENTORY in check mode; exit 0 compliant, 10 drift, 11 error (tools/hvguard_audit.py)
+	$(BIN)/python tools/hvguard_audit.py -i $(or $(INVENTORY),inventories/localhost/hosts.yml)
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff
 	yamllint -s .

@@ -1,11 +1,42 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Generic hvguard filters (report gating)."""
+"""Generic hvguard filters (report gating, run comparison).
+
+The failing statuses are the reporting engine's (``hvguard_reporting.model.FAILING``, one
+definition for the whole pack); Ansible loads filter plugins by path, so the engine is loaded
+by path too, as the report callback does.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-FAILING_STATUSES = ("drift", "error")
+_ENGINE = "hvguard_reporting"
+
+
+def _engine() -> ModuleType:
+    if _ENGINE in sys.modules:
+        return sys.modules[_ENGINE]
+    pkg = Path(__file__).resolve().parent.parent / _ENGINE
+    spec = importlib.util.spec_from_file_location(
+        _ENGINE, pkg / "__init__.py", submodule_search_locations=[str(pkg)]
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"hvguard filters: cannot load the reporting engine from {pkg}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_ENGINE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_ENGINE]
+        raise
+    return module
+
+
+FAILING_STATUSES: tuple[str, ...] = tuple(_engine().FAILING)
 
 
 def hvguard_report_failures(

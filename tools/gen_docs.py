@@ -22,6 +22,9 @@ except ImportError:  # pragma: no cover - the script case
     import control_story  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from hvguard_reporting.model import load_catalogue  # noqa: E402 - needs ROOT on sys.path
+
 CATALOGUE = ROOT / "controls" / "catalogue.yml"
 CONTROLS_MD = ROOT / "docs" / "controls.md"
 CONTROL_PAGES = ROOT / "docs" / "controls"
@@ -63,7 +66,7 @@ def render_controls(catalogue: dict[str, Any]) -> str:
         "| ID | Title | Role | Severity | Disruption | Reboot | Toggle |",
         "|---|---|---|---|---|---|---|",
     ]
-    controls = catalogue["controls"]
+    controls = list(catalogue["controls"].values())
     for c in controls:
         lines.append(
             f"| [{c['id']}](controls/{c['id']}.md) | {_cell(c['title'])} | `{c['role']}` | "
@@ -273,7 +276,7 @@ def orphan_pages(expected: dict[Path, str]) -> list[Path]:
 
 def targets() -> dict[Path, str]:
     """Every generated file with its expected content."""
-    catalogue = load_yaml(CATALOGUE)
+    catalogue = load_catalogue(CATALOGUE)
     out = {CONTROLS_MD: render_controls(catalogue), **control_pages(catalogue)}
     for role in sorted((ROOT / "roles").iterdir()):
         if (role / "meta" / "argument_specs.yml").is_file():

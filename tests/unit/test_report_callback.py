@@ -348,10 +348,11 @@ def test_installed_file_evidence_is_its_identity_not_its_text() -> None:
         f"  this run:    sha256 {sha}, {ENGINE.stat().st_size} bytes"
     )
     engine_line = next(line for line in new.splitlines() if line.startswith("def "))
-    for render in hr.RENDERERS.values():
+    for fmt, render in hr.RENDERERS.items():
         output = render(report)
         assert engine_line not in output
-        assert sha in output
+        # SARIF and Prometheus carry statuses and messages, not evidence
+        assert (sha in output) is (fmt in ("json", "junit", "html", "md"))
     fresh = [{"before": "", "after": new, "before_header": dest, "after_header": str(ENGINE)}]
     assert "on the host: absent or empty" in hr.render_diff(fresh)
 
@@ -400,11 +401,13 @@ OUTCOMES = {
 
 
 # The documented precedence, written out here so that a change in the code cannot pass.
+# (``waived`` is no task result's status: a waiver turns a cell's drift into it.)
 PRECEDENCE = ("error", "drift", "remediated", "compliant", "disabled", "not_applicable")
 
 
 def test_status_order_is_the_documented_one() -> None:
-    assert hr.STATUSES == PRECEDENCE
+    statuses = hr.STATUSES
+    assert statuses == ("error", "drift", "waived", *PRECEDENCE[2:])
 
 
 @pytest.mark.parametrize("pair", list(itertools.permutations(PRECEDENCE, 2)))
@@ -694,6 +697,7 @@ def test_report_validates_against_the_documented_schema() -> None:
     assert summary["by_status"] == {
         "error": 1,
         "drift": 2,
+        "waived": 0,
         "remediated": 1,
         "compliant": 1,
         "disabled": 1,
@@ -702,6 +706,7 @@ def test_report_validates_against_the_documented_schema() -> None:
     assert summary["by_control"][M1] == {
         "error": 1,
         "drift": 1,
+        "waived": 0,
         "remediated": 1,
         "compliant": 0,
         "disabled": 0,
@@ -830,7 +835,7 @@ def test_cells_are_per_host_and_per_control() -> None:
         "h2": {M1: "compliant", M2: "not_applicable", G1: "not_applicable"},
     }
     summary = hr.build_report(agg, run_meta())["summary"]
-    zero = dict.fromkeys(PRECEDENCE, 0)
+    zero = dict.fromkeys(hr.STATUSES, 0)
     assert summary["by_host"]["h1"] == zero | {"drift": 1, "error": 1, "remediated": 1}
     assert summary["by_host"]["h2"] == zero | {"compliant": 1, "not_applicable": 2}
     assert summary["by_control"][M2] == zero | {"error": 1, "not_applicable": 1}
@@ -885,7 +890,14 @@ def test_html_is_escaped_self_contained_grid() -> None:
     assert "<script>alert" not in page
     assert html.escape("<script>alert(") in page
     assert "\x00" not in page
-    assert not re.search(r"""(src|href)=["']?https?:""", page)
+    assert not re.search(r"""src=["']?https?:""", page)  # no external assets
+    # the only links: the catalogue's references, to their public pages
+    links = re.findall(r"<a href='([^']+)'>([^<]+)</a>", page)
+    outside = [url for url, _ in links if not url.startswith("#")]
+    assert outside and all(url.startswith("https://") for url in outside)
+    # column headers link to their control's row in the control table
+    assert ("#HVG-MEM-001", "HVG-MEM-001") in links and "<tr id='HVG-MEM-001'>" in page
+    assert len(links) == page.count("href=")
     assert "<link" not in page
     rows = re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page)
     assert rows == ["hv1", "hv2", "hv3"]
@@ -893,7 +905,7 @@ def test_html_is_escaped_self_contained_grid() -> None:
     body = page.split("<tbody>")[1].split("</tbody>")[0]
     for row in body.split("</tr>")[:-1]:
         assert row.count("<td") == 4
-    assert "class='s-drift'><details><summary>drift</summary>" in page
+    assert "class='s-drift k0'><details><summary>drift</summary>" in page
     assert "class='s-error'" in page and "class='s-remediated'" in page
     assert "title='Kernel zeroes freed pages" in page  # column tooltip
     assert "nist_800_53: SC-4" in page
@@ -906,8 +918,8 @@ def test_markdown_table_and_details() -> None:
     row = next(line for line in lines if line.startswith(f"| {M1} |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:3] == [M1, "Kernel zeroes freed pages", "high"]
-    assert cells[3:9] == ["1", "1", "1", "0", "0", "0"]
-    assert cells[9] == "hv1, hv2"
+    assert cells[3:10] == ["1", "1", "0", "1", "0", "0", "0"]
+    assert cells[10] == "hv1, hv2"
     assert f"<details><summary>{M1}: drift or error on 2 host(s)</summary>" in md
     # evidence with ``` inside gets a longer fence, so it cannot close the block early
     assert "````\n" in md
@@ -922,8 +934,11 @@ def test_failure_evidence_leads_in_junit_and_alone_in_markdown() -> None:
     agg.record("h", "edit", [M1], "ok", {"changed": True, "msg": "would change"}, True)
     report = hr.build_report(agg, run_meta())
     case = ET.fromstring(hr.render_junit(report)).find("testsuite/testcase/failure")
-    assert case.get("message") == "would change"
-    assert case.text.startswith("[changed] edit")
+    fix = "ansible-playbook playbooks/site.yml --tags HVG-MEM-001 --limit h"
+    assert case.get("message") == f"drift on h: would change | fix: {fix}"
+    action, evidence = case.text.split("\n\n", 1)
+    assert action.startswith(f"fix: {fix}\nimpact: takes effect after a reboot")
+    assert evidence.startswith("[changed] edit")
     md = hr.render_markdown(report).split("<details>")[1]
     assert "[changed] edit" in md
     assert "probe fine" not in md and "skip other" not in md
@@ -948,7 +963,8 @@ def test_console_table() -> None:
     lines = hr.render_console(sample_report(), ["/r/hvguard-report.json"])
     assert lines[0] == "hvguard compliance (check mode): FAILED, 3 hosts"
     row = next(line for line in lines if line.startswith(M1))
-    assert row.split()[-6:] == ["0", "1", "1", "1", "0", "0"]
+    assert row.split()[-7:] == ["0", "1", "1", "1", "0", "0", "0"]
+    assert lines[1] == hr.engine.text.GUARANTEE["check"]
     assert lines[-1] == "report: /r/hvguard-report.json"
 
 
@@ -1184,6 +1200,19 @@ def test_audit_run_statuses(audit_run) -> None:
     assert report["summary"]["passed"] is False
 
 
+def test_audit_run_json_is_the_golden_of_the_single_file_callback(audit_run) -> None:
+    """The package split (issue 9) changed no byte of the fixture run's JSON (timestamps,
+    paths of this checkout and the run's temp directory aside)."""
+    tmp_path, data, _, _ = audit_run
+    text = (tmp_path / "reports" / "hvguard-report.json").read_text()
+    from test_report_golden import v1_0
+
+    report = v1_0(json.loads(text.replace(str(data), "@DATA@").replace(str(ROOT), "@ROOT@")))
+    report["run"]["started"] = report["run"]["generated"] = "T"
+    golden = FIXTURE / "golden" / "fixture-playbook.json"
+    assert json.dumps(report, indent=2) + "\n" == golden.read_text()
+
+
 def test_audit_run_changed_nothing(audit_run) -> None:
     _, data, before, _ = audit_run
     after = digest(data)
@@ -1212,7 +1241,7 @@ def test_audit_run_other_formats(audit_run) -> None:
     page = (out / "hvguard-report.html").read_text()
     assert re.findall(r"<tr class='host[^']*'><th>([^<]+)</th>", page) == ["hv1", "hv2", "hv3"]
     # the fixture catalogue title carries markup: it must arrive escaped
-    assert "&lt;drift &amp; &quot;quotes&quot;&gt;" in page
+    assert "&lt;drift &amp; &#34;quotes&#34;&gt;" in page
     assert "<drift &" not in page
     md = (out / "hvguard-report.md").read_text()
     assert '| HVG-MEM-003 | Fixture file that differs &lt;drift &amp; "quotes"&gt; | medium |' in md

@@ -262,7 +262,7 @@ def test_planted_secrets_reach_no_report_format() -> None:
     assert re.search(r"^-<redacted sha256:\w+>\n\+<redacted sha256:\w+>$", key, re.M)
     for fmt in ("json", "md", "junit"):
         assert "vnc_password = " in outputs[fmt]
-    assert "vnc_password = &quot;&lt;redacted&gt;&quot;" in outputs["html"]
+    assert "vnc_password = &#34;&lt;redacted&gt;&#34;" in outputs["html"]
 
 
 # -- at the source: the pack's own modules ---------------------------------------------
@@ -368,8 +368,11 @@ def test_real_check_run_reports_carry_no_planted_secret(tmp_path) -> None:
     cmd += [str(SECRETS / "play.yml"), "-e", json.dumps(extra)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    reports = sorted((tmp_path / "reports").iterdir())
-    assert [p.name for p in reports] == sorted(hr.FORMAT_FILES.values())
+    top = sorted((tmp_path / "reports").iterdir())
+    assert [p.name for p in top] == sorted([*hr.FORMAT_FILES.values(), "latest", "runs"])
+    reports = [p for p in top if p.is_file() and not p.is_symlink()]
+    reports += sorted((tmp_path / "reports" / "latest").iterdir())
+    assert len(reports) == 2 * len(hr.FORMAT_FILES)
     for path in reports:
         assert_clean(path.read_text(), path.name, secrets)
     # the console table our callback prints (after the play recap)
