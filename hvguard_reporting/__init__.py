@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hvguard reporting engine: task results -> per host x control reports.
 
 Plain Python on plain dicts, no Ansible objects: ``model`` (catalogue, statuses, control-ID

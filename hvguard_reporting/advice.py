@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What a user does about a drift or error: the command that fixes it, what applying it
 costs (disruption, reboot) and which running domains it concerns, from the catalogue and
 the host's facts."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Aggregation: task results -> host x control cells -> the JSON report (schema 1.x)."""
 
 from __future__ import annotations

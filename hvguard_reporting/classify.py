@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Classification: the status one task result implies for a control, with its evidence."""
 
 from __future__ import annotations

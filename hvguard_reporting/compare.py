@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Two runs compared for a merge request: what drifted anew, what was fixed, what still
 fails. Cells are host x control; a cell that is failing (drift or error) in the new run and
 was not in the old one (not failing, or absent) is new. A failing cell that a waiver now

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The compact per-control table printed at the end of the run."""
 
 from __future__ import annotations

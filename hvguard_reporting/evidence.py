@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Evidence entries: host-provided values made plain JSON, redacted, clipped; diffs rendered
 (installed files by identity, configuration files as unified diffs)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The self-contained HTML page (templates/report.html.j2, autoescaped)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """JUnit XML: one <testsuite> per control, one <testcase> per host."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The merge-request comment (templates/report.md.j2), capped at a comment's size."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The catalogue model and the report's fixed vocabulary: statuses, their order, the failing
 ones and the control-ID pattern. Everything else in the package imports these from here."""
 

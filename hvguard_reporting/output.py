@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Writing reports: every file atomically (temp file + rename), mode 0640."""
 
 from __future__ import annotations

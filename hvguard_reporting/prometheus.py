@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Prometheus textfile (node_exporter's textfile collector): one sample per host x control.
 Written like every report, to a temp file and renamed into place, so the collector never
 reads half a file.

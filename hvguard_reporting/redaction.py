@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """module_utils/hvguard_redact.py, the pack's one set of redaction rules (the modules use it
 for their diffs). Loaded by path: controller code cannot import module_utils. A missing file
 fails the import: no report rather than one that leaks secrets."""

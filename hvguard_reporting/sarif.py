@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SARIF 2.1.0 for code-scanning UIs: one rule per control (ruleId = control ID), one result
 per host x control. Drift and error are ``fail`` results whose level follows the control's
 severity; waived drift is a suppressed ``fail``; compliant and remediated cells ``pass``;

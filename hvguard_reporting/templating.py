@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Jinja2 environments for the HTML (autoescaped) and Markdown templates in templates/."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Plain-text helpers every renderer shares."""
 
 from __future__ import annotations

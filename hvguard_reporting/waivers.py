@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Waivers: a versioned YAML file in the inventory that accepts a control's drift on some
 hosts, for a reason, by someone, until a date. A waived drift is status ``waived`` and does
 not fail the gate; an expired waiver leaves the drift (with a note). Errors are never

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Audit entry point for CI: run playbooks/audit.yml and exit with the report's verdict.
 
 ansible-playbook cannot exit with a code of a callback's choosing, and its own codes mix

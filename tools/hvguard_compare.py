@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Compare two hvguard audit runs for a merge request: new drift, fixed, still failing.
 
     tools/hvguard_compare.py OLD NEW

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A sandboxed hypervisor for end-to-end audits of the real playbooks on this machine.
 
 The role's facts are injected (a grub-booted Debian 12 hypervisor with KSM running and two

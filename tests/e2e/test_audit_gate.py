@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 10 bugs 2 and 3 through the real playbooks/audit.yml on a sandboxed hypervisor:
 the gate and the input validation run under --tags, and CI can tell drift from errors from
 a broken run by the exit code of tools/hvguard_audit.py."""

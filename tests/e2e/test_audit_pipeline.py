@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 10 "Done means": the pipeline example, end to end through the real
 playbooks/audit.yml and tools/hvguard_audit.py on a sandboxed hypervisor (tests/e2e/sandbox.py):
 an audit with drift exits 10 and writes SARIF, JUnit and Prometheus outputs that are valid; a

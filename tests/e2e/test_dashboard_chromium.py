@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 10: the HTML dashboard stays usable for a fleet (500 hosts x every control), checked
 in headless Chromium: the grid fits the window (it scrolls inside its own box), the host
 column and the control headers stay in view while it scrolls, the status filter hides

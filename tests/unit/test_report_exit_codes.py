@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """tools/hvguard_audit.py: the audit's exit code from ansible-playbook's and this run's
 report (issue 10 bug 3). The end-to-end runs are in tests/e2e/test_audit_gate.py."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The reporting engine split into a package (issue 9) writes the same JSON (schema 1.0) as
 the single-file callback did: the goldens in tests/fixtures/report/golden/ were written by
 the callback before the split (commit aca7f01) and are compared byte for byte, timestamps

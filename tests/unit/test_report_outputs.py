@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 10 "what users act on": waivers, fix advice, run history and comparison, SARIF
 2.1.0, the Prometheus textfile, JUnit durations and the check-mode statement."""
 
