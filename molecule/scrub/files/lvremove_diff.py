@@ -74,9 +74,7 @@ VECTORS: list[tuple[str, str | None, str]] = [
     ("-f dvg/da", None, "same"),
     ("-fy dvg/da", None, "same"),
     ("-yf dvg/da", None, "same"),
-    ("-vf dvg/da", None, "same"),
     ("-ty dvg/da", None, "same"),
-    ("--test -f dvg/da uvg/ua", None, "same"),
     ("dvg/da -t -f", None, "same"),
     ("-f /dev/dvg/da", None, "same"),
     ("-f /dev/mapper/dvg-db", None, "same"),
@@ -90,7 +88,6 @@ VECTORS: list[tuple[str, str | None, str]] = [
     ("-f -S lv_name=~^d[ab]$", None, "same"),
     ("-f -S lv_name=nomatch", None, "same"),
     ("-f -S lv_tags=t1", None, "same"),
-    ("-f -S vg_name=dvg2", None, "same"),
     ("-f @t1", None, "same"),
     ("-f @t2 @nosuchtag", None, "same"),
     ("-f dvg2", None, "same"),
@@ -100,12 +97,9 @@ VECTORS: list[tuple[str, str | None, str]] = [
     ("-f uvg/ua dvg/da", None, "same"),
     ("-f dvg/nonexist", None, "same"),
     ("-f dvg/da dvg/nonexist", None, "same"),
-    ("-f dvg/da dvg/da", None, "same"),
     ("-f dvg/dinact", None, "same"),
     ("dvg/dinact", None, "same"),
-    ("uvg/uinact", None, "same"),
     ("-f dvg/dth1", None, "same"),
-    ("-f dvg/dth1 dvg/dth2", None, "same"),
     ("-f dvg/hvgscrub-tenant", None, "same"),
     ("dvg/da", "n\n", "same"),
     ("dvg/da", "y\n", "same"),
@@ -117,7 +111,6 @@ VECTORS: list[tuple[str, str | None, str]] = [
     ("-f --de dvg/da", None, "same"),
     ("-f --yes=1 dvg/da", None, "same"),
     ("-f -y -y dvg/da", None, "same"),
-    ("-f -A", None, "same"),
     ("-f -- dvg/da", None, "same"),
     ("-f --autobackup=n dvg/da", None, "same"),
     ("-fAn dvg/da", None, "same"),
@@ -225,24 +218,28 @@ class Lab:
             sh("lvm", "lvremove", "-q", "-f", name, check=False)
         have = self.refresh() if fresh else set(self.rows)
         missing = [n for n in FIXTURE if n not in have]
-        if not missing:
-            return have
         for name in sorted(missing, key=lambda n: FIXTURE[n][0] != "pool"):
             vg, lv = name.split("/")
             kind, tag, active = FIXTURE[name]
             tags = ["--addtag", tag] if tag else []
             if kind == "pool":  # 16 MiB data, metadata and its spare: 6 extents
                 sh("lvcreate", "-q", "-y", "-L", "16M", "-T", name, *self.fresh_pes(vg, 8))
+                self.refresh()  # where LVM put the data LV in that range
                 continue
+            row = {"vg_name": vg, "lv_name": lv, "pool_lv": "", "seg_pe_ranges": ""}
             if kind == "thin":
                 sh("lvcreate", "-q", "-y", "-V", f"{LV_MIB}M", "-T", f"{vg}/dtp", "-n", lv, *tags)
+                row["pool_lv"] = "dtp"
             else:
+                pes = self.fresh_pes(vg, 1)
                 sh("lvcreate", "-q", "-y", "-W", "n", "-L", f"{LV_MIB}M", "-n", lv, *tags, vg,
-                   *self.fresh_pes(vg, 1))  # fmt: skip
+                   *pes)  # fmt: skip
+                row["seg_pe_ranges"] = pes[0] if pes else ""
+            self.rows[name] = row  # known without asking LVM again (slow under TCG)
             self.write_marker(name)
             if not active:
                 sh("lvchange", "-an", name)
-        return self.refresh()
+        return set(self.rows)
 
     def write_marker(self, name: str) -> None:
         self.counter += 1
