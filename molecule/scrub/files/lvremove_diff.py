@@ -302,7 +302,10 @@ class Lab:
         is run as it is (LVM refuses -t twice)."""
         res = sh(*REAL, "--test", *argv, stdin=stdin, check=False)
         if "Option -t/--test may not be repeated." in res.stderr:
+            before = set(self.rows)  # test mode already: what it really removes (nothing)
             res = sh(*REAL, *argv, stdin=stdin, check=False)
+            gone = {n for n in before - self.refresh() if n in FIXTURE}
+            return gone, res.returncode, res.stdout + res.stderr
         by_lv = {n.split("/")[1]: n for n in FIXTURE}
         gone = {by_lv[m] for m in REMOVED.findall(res.stdout) if m in by_lv}
         return gone, res.returncode, res.stdout + res.stderr
