@@ -250,3 +250,253 @@ def test_sigkill_mid_scrub_then_resume(tmp_path):
         assert scan(fs.image, mark) == []
     finally:
         fs.close()
+
+
+# ------------------------------------------------------------------ kernel users (issue 8 #1)
+
+
+def run(*cmd: str) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_fs_image(path: Path, mib: int, mark: bytes, mnt: Path) -> str:
+    """A filesystem image with a marked file in it, mounted at `mnt` through a loop device."""
+    with open(path, "wb") as fh:
+        fh.truncate(mib << 20)
+    run("mkfs.ext4", "-q", "-F", str(path))
+    loop = run("losetup", "-f", "--show", str(path))
+    mnt.mkdir()
+    run("mount", loop, str(mnt))
+    (mnt / "tenant-data").write_bytes(mark * 1024)
+    os.sync()
+    return loop
+
+
+def test_mounted_loop_over_a_pool_file_is_refused(ext4, tmp_path):
+    """The issue's repro: mkfs + mount a loop device over pool/disk.img, scrub it."""
+    mark = marker()
+    img = ext4.pool / "disk.img"
+    mnt = tmp_path / "tenant"
+    loop = make_fs_image(img, 32, mark, mnt)
+    try:
+        res = ext4.cli("scrub", str(img))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+        assert f"the backing file of {loop}" in res.stderr
+        assert img.exists()
+        assert (mnt / "tenant-data").read_bytes() == mark * 1024
+        subprocess.run(["umount", str(mnt)], check=True)
+        # a loop device alone (not mounted) still holds the file: refused as well
+        res = ext4.cli("scrub", str(img))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+        subprocess.run(["losetup", "-d", loop], check=False)
+    assert scan(img, mark), "the tenant's data is still in the image"
+    assert eng.load_jobs(ext4.cfg) == []
+
+
+def test_loop_backing_file_is_found_after_a_rename(ext4, tmp_path):
+    """backing_file goes stale on rename: the loop device is matched by dev/inode."""
+    mark = marker()
+    img = ext4.pool / "before.img"
+    mnt = tmp_path / "tenant"
+    loop = make_fs_image(img, 32, mark, mnt)
+    try:
+        renamed = ext4.pool / "after.img"
+        img.rename(renamed)
+        st = os.stat(renamed)
+        assert any("backing file" in r for r in eng.loop_users(st, set()))
+        assert ext4.cli("scrub", str(renamed)).returncode == eng.EXIT_INUSE
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_mounted_loop_device_is_refused_by_o_excl(tmp_path):
+    """A block device with a mounted filesystem: the exclusive open gets EBUSY."""
+    mark = marker()
+    img = tmp_path / "blk.img"
+    mnt = tmp_path / "mnt"
+    loop = make_fs_image(img, 32, mark, mnt)
+    try:
+        with pytest.raises(eng.InUseError, match="in use by the kernel"):
+            eng.scrub_target(loop, verify=True)
+        st = os.stat(loop)
+        assert any(r.startswith("mounted at") for r in eng.mount_users(st, eng.blk_devs(st)))
+        assert (mnt / "tenant-data").read_bytes() == mark * 1024
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+    assert scan(img, mark)
+
+
+def test_active_swap_on_a_block_device_is_refused(tmp_path):
+    img = tmp_path / "swap.img"
+    with open(img, "wb") as fh:
+        fh.truncate(32 << 20)
+    loop = run("losetup", "-f", "--show", str(img))
+    swapped = False
+    try:
+        run("mkswap", loop)
+        run("swapon", loop)
+        swapped = True
+        with pytest.raises(eng.InUseError):
+            eng.scrub_target(loop)
+        st = os.stat(loop)
+        assert eng.swap_users(st, eng.blk_devs(st))
+        assert b"SWAPSPACE2" in img.read_bytes()[:8192]
+    finally:
+        if swapped:
+            subprocess.run(["swapoff", loop], check=False)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_active_swap_file_in_a_pool_is_refused(ext4):
+    swap = ext4.pool / "swap.img"
+    subprocess.run(["dd", "if=/dev/zero", f"of={swap}", "bs=1M", "count=32", "status=none"],
+                   check=True)  # fmt: skip
+    swap.chmod(0o600)
+    run("mkswap", str(swap))
+    run("swapon", str(swap))
+    try:
+        res = ext4.cli("scrub", str(swap))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+        assert "swap" in res.stderr
+        assert swap.exists()
+    finally:
+        subprocess.run(["swapoff", str(swap)], check=False)
+    assert b"SWAPSPACE2" in swap.read_bytes()[:8192]
+
+
+def test_bind_mounted_pool_file_is_refused(ext4, tmp_path):
+    mark = marker()
+    vol = ext4.pool / "bound.raw"
+    write_volume(vol, mark, 1 << 20)
+    target = tmp_path / "bound-here"
+    target.write_bytes(b"")
+    run("mount", "--bind", str(vol), str(target))
+    try:
+        res = ext4.cli("scrub", str(vol))
+        assert res.returncode == eng.EXIT_INUSE, res.stderr
+        assert "bind-mounted at" in res.stderr
+        assert scan(vol, mark)
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+# ------------------------------------------------------------ the LV job flow on a loop device
+
+FAKE_LVM = """\
+#!{py}
+import json, sys
+path = {state!r}
+st = json.load(open(path))
+args = sys.argv[1:]
+st["calls"].append(args)
+json.dump(st, open(path, "w"))
+if args[0] == "lvs":
+    spec = args[-1].removeprefix("/dev/")
+    rows = [lv for lv in st["lvs"] if spec in (lv["vg_name"], lv["vg_name"] + "/" + lv["lv_name"])]
+    if not rows:
+        sys.exit("  Failed to find logical volume " + spec)
+    print(json.dumps({{"report": [{{"lv": rows}}]}}))
+elif args[0] == "lvrename":
+    for lv in st["lvs"]:
+        if lv["vg_name"] == args[1] and lv["lv_name"] == args[2]:
+            lv["lv_name"] = args[3]
+elif args[0] == "lvremove":
+    vg, name = args[-1].split("/")
+    st["lvs"] = [lv for lv in st["lvs"] if (lv["vg_name"], lv["lv_name"]) != (vg, name)]
+json.dump(st, open(path, "w"))
+"""
+
+
+def inspectable(pid_dir: Path) -> bool:
+    try:
+        os.readlink(pid_dir / "ns/mnt")
+    except PermissionError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+@pytest.fixture
+def loop_lv(tmp_path, monkeypatch):
+    """A managed "LV" that is a loop device, behind a scripted lvm (no device-mapper here)."""
+    backing = tmp_path / "lv.img"
+    mark = marker()
+    write_volume(backing, mark, 32 << 20)
+    loop = run("losetup", "-f", "--show", str(backing))
+    rdev = os.stat(loop).st_rdev
+    state = tmp_path / "lvm.json"
+    row = {"lv_name": "vm1", "vg_name": "vmvg", "lv_attr": "-wi-a-----", "pool_lv": "",
+           "lv_size": str(32 << 20), "thin_id": "", "lv_path": loop, "lv_dm_path": loop,
+           "lv_uuid": "UUID-vm1", "lv_device_open": "", "lv_kernel_major": str(os.major(rdev)),
+           "lv_kernel_minor": str(os.minor(rdev))}  # fmt: skip
+    state.write_text(json.dumps({"lvs": [row], "calls": []}))
+    script = tmp_path / "lvm"
+    script.write_text(FAKE_LVM.format(py=sys.executable, state=str(state)))
+    script.chmod(0o755)
+    cfg = eng.Config(
+        state_dir=tmp_path / "state",
+        pools=[eng.Pool(name="vmvg", type="logical", vg="vmvg")],
+        lvm_command=str(script),
+        libvirt_check=False,
+        ioprio_idle=False,
+    )
+    # this sandbox's PID 1 has capabilities we lack, so /proc/1/fd is unreadable; a real
+    # hypervisor's root can inspect every process (loop devices have no open count to ask)
+    real = eng.proc_dirs
+    monkeypatch.setattr(eng, "proc_dirs", lambda: [p for p in real() if inspectable(p)])
+    yield {"cfg": cfg, "loop": loop, "backing": backing, "mark": mark,
+           "calls": lambda: json.loads(state.read_text())["calls"]}  # fmt: skip
+    subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_lv_job_flow_renames_zeroes_and_removes(loop_lv):
+    cfg = loop_lv["cfg"]
+    args = eng.build_parser().parse_args(["scrub", "--verify", "vmvg/vm1"])
+    assert eng.cmd_scrub(cfg, args) == 0
+    calls = loop_lv["calls"]()
+    (rename,) = [c for c in calls if c[0] == "lvrename"]
+    assert rename[1:3] == ["vmvg", "vm1"] and rename[3].startswith("hvgscrub-")
+    assert ["lvremove", "-f", f"vmvg/{rename[3]}"] in calls
+    assert eng.load_jobs(cfg) == []
+    assert scan(loop_lv["backing"], loop_lv["mark"]) == []
+
+
+def test_lv_job_refuses_a_mounted_lv_at_zero_time(loop_lv, tmp_path):
+    """Queued while idle, mounted before the worker ran: the exclusive open refuses."""
+    cfg = loop_lv["cfg"]
+    lv = eng.lvs(cfg, "vmvg/vm1")[0]
+    job = eng.enqueue_lv(cfg, lv, None, False)
+    run("mkfs.ext4", "-q", "-F", loop_lv["loop"])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run("mount", loop_lv["loop"], str(mnt))
+    (mnt / "data").write_bytes(loop_lv["mark"] * 64)
+    try:
+        assert eng.run_queue(cfg) == 1
+        assert (mnt / "data").read_bytes() == loop_lv["mark"] * 64
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    (saved,) = eng.load_jobs(cfg)
+    assert saved["id"] == job["id"] and "refusing" in saved["error"]
+    assert not any(c[0] == "lvremove" for c in loop_lv["calls"]())
+
+
+def test_lv_scrub_refuses_a_mounted_lv_before_moving_it(loop_lv, tmp_path):
+    cfg = loop_lv["cfg"]
+    run("mkfs.ext4", "-q", "-F", loop_lv["loop"])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run("mount", loop_lv["loop"], str(mnt))
+    try:
+        args = eng.build_parser().parse_args(["scrub", "vmvg/vm1"])
+        with pytest.raises(eng.InUseError, match="mounted at"):
+            eng.cmd_scrub(cfg, args)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    assert not any(c[0] == "lvrename" for c in loop_lv["calls"]())
+    assert eng.load_jobs(cfg) == []
