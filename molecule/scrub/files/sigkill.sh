@@ -8,11 +8,12 @@ set -uo pipefail
 export LVM_SUPPRESS_FD_WARNINGS=1
 M="HVGKILL-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 fail() { echo "FAIL $*"; systemctl start hvguard-scrub.service; exit 1; }
-count() { # count MARKER FILE: NUL-separated records holding MARKER (see matrix.sh: scan)
-  local n rc=0
-  n=$(LC_ALL=C grep -a -z -c -F "$1" "$2") || rc=$?
+# count MARKER FILE: sets N to the NUL-separated records holding MARKER (see matrix.sh:
+# scan). Called directly, never inside $(...): there `fail` would only end the subshell.
+count() {
+  local rc=0
+  N=$(LC_ALL=C grep -a -z -c -F "$1" "$2") || rc=$?
   [ "$rc" -le 1 ] || fail "scan of $2 failed (grep rc=$rc)"
-  echo "$n"
 }
 queue_field() { # queue_field EXPR: evaluate EXPR on the first job (jobs[0]), "" when none
   hvguard-scrub queue --json | python3 -c "import json,sys; j=json.load(sys.stdin)['jobs']; print($1 if j else '')"
@@ -40,12 +41,12 @@ echo "quarantined $quarantine still holds its extents"
 
 # reuse attempt: a new LV over all free space, not wiped or zeroed, must not see the marker
 lvcreate -q -y -W n -Z n -l 100%FREE -n grab vmvg >/dev/null
-hits=$(count "$M" /dev/vmvg/grab)
+count "$M" /dev/vmvg/grab; hits=$N
 lvm lvremove -q -f vmvg/grab >/dev/null
 [ "$hits" = 0 ] || fail "a new LV read the killed scrub's data ($hits lines)"
 echo "new LV over all free space: no marker"
 dd if="/dev/$quarantine" of=/tmp/hvguard-tail bs=1M skip=500 count=12 status=none
-tail_hits=$(count "$M" /tmp/hvguard-tail); rm -f /tmp/hvguard-tail
+count "$M" /tmp/hvguard-tail; tail_hits=$N; rm -f /tmp/hvguard-tail
 [ "$tail_hits" -gt 0 ] || fail "the unscrubbed tail should still hold old data (scan sanity)"
 
 systemctl start hvguard-scrub.service  # the restart after the crash
@@ -56,7 +57,7 @@ done
 [ -z "$(queue_field 'j[0]["id"]')" ] || fail "the scrub did not complete after the restart: $(hvguard-scrub queue)"
 lvs "$quarantine" >/dev/null 2>&1 && fail "$quarantine still exists after the scrub"
 sync; echo 3 >/proc/sys/vm/drop_caches
-raw_hits=$(count "$M" /dev/vdb)
+count "$M" /dev/vdb; raw_hits=$N
 [ "$raw_hits" = 0 ] || fail "marker still on the raw disk ($raw_hits lines)"
 journalctl -q -u 'hvguard-scrub*' --since '-10 min' | grep -E 'scrubbed|resum' | tail -3
 echo "RESULT PASS"
