@@ -294,3 +294,74 @@ def test_hvg_mem_001_no_reboot_in_check_mode(sandbox: Path) -> None:
     assert REBOOT_REACHED not in out
     assert statuses(report)["HVG-MEM-001"] == "drift"
     assert report["hosts"]["localhost"]["reboot_required"] is True
+
+
+# -- HVG-MEM-004 classification through the role ----------------------------------------------
+# One audit over several local "hosts", each with its own swap facts (as hvguard_facts reports
+# them): the role must call plain swap drift and zram or dm-crypt swap compliant.
+def swap(device: str, kind: str, backing: str) -> dict[str, Any]:
+    return {
+        "device": device,
+        "name": device,
+        "type": kind,
+        "size_kb": 1024,
+        "encrypted": backing == "dm-crypt",
+        "backing": backing,
+    }
+
+
+PLAIN_PART = swap("/dev/sda2", "partition", "plain")
+PLAIN_FILE = swap("/swapfile", "file", "plain")
+CRYPT = swap("/dev/dm-1", "partition", "dm-crypt")
+CRYPT_FILE = swap("/srv/swapfile", "file", "dm-crypt")  # a file on an encrypted filesystem
+ZRAM = swap("/dev/zram0", "zram", "zram")
+SWAP_CASES: dict[str, tuple[list[dict[str, Any]], str, list[str]]] = {
+    # host: (swap facts, expected HVG-MEM-004 status, devices the drift message must name)
+    "none": ([], "compliant", []),
+    "plain-partition": ([PLAIN_PART], "drift", ["/dev/sda2"]),
+    "plain-file": ([PLAIN_FILE], "drift", ["/swapfile"]),
+    "dm-crypt": ([CRYPT, CRYPT_FILE], "compliant", []),
+    "zram": ([ZRAM], "compliant", []),
+    "mixed": ([ZRAM, CRYPT, PLAIN_FILE], "drift", ["/swapfile"]),
+}
+
+
+def test_hvg_mem_004_plain_swap_is_drift_zram_and_dm_crypt_compliant(sandbox: Path) -> None:
+    """HVG-MEM-004: plain partition or file -> drift (named); dm-crypt or zram -> compliant."""
+    hosts = {}
+    for name, (swaps, _, _) in SWAP_CASES.items():
+        host_facts = facts("ro init_on_free=1")
+        host_facts["memory"]["swap"] = swaps
+        hosts[f"swap-{name}"] = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            "hvguard": host_facts,
+        }
+    inventory = sandbox / "inventory.json"
+    inventory.write_text(json.dumps({"hypervisors": {"hosts": hosts}}))
+    extra = {
+        "__hvguard_memory_qemu_conf": str(sandbox / "etc/libvirt/qemu.conf"),
+        "__hvguard_memory_ksm_run": str(sandbox / "sys/ksm_run"),
+        "__hvguard_memory_boot_dropin": str(sandbox / "etc/grub.d/90-hvguard-memory.cfg"),
+        "__hvguard_memory_tmpfiles_dir": str(sandbox / "etc/tmpfiles.d"),
+        **OTHER_ROLES_OFF,
+    }
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "HVGUARD_REPORT_DIR": str(sandbox / "reports"), "ANSIBLE_NOCOLOR": "1"}  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "playbooks/audit.yml", "-i", str(inventory),
+         "-e", json.dumps(extra)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    report = json.loads((sandbox / "reports" / "hvguard-report.json").read_text())
+    found = {}
+    for name, (_, _, named) in SWAP_CASES.items():
+        control = report["hosts"][f"swap-{name}"]["controls"]["HVG-MEM-004"]
+        found[name] = control["status"]
+        messages = " ".join(str(entry.get("msg", "")) for entry in control["evidence"])
+        for device in named:
+            assert device in messages, (name, messages)
+        if name == "mixed":
+            assert "/dev/zram0" not in messages and "/dev/dm-1" not in messages, messages
+    assert found == {name: case[1] for name, case in SWAP_CASES.items()}
