@@ -28,9 +28,13 @@ description:
     C(monolithic) when C(libvirtd) is installed otherwise; C(none) without either.
   - C(libvirt.units) maps each libvirt unit file found to C({enabled, active}); both are
     null when the host does not run systemd.
-  - Swap devices are resolved through device-mapper; a device on (or stacked on) a
-    C(CRYPT-) mapping is C(encrypted=true, backing=dm-crypt); C(zram) devices are
-    C(type=zram, backing=zram).
+  - Swap devices are resolved through device-mapper, partitions and loop devices; a device
+    that is an encrypting cryptsetup mapping (dm UUID C(CRYPT-PLAIN-), C(CRYPT-LUKS1-),
+    C(CRYPT-LUKS2-), ...; not C(VERITY), C(INTEGRITY) or C(SUBDEV)), or whose every lower
+    device is encrypted, is C(encrypted=true, backing=dm-crypt); C(zram) devices are
+    C(type=zram, backing=zram); anything else, or anything that cannot be resolved, is plain.
+  - C(qemu.processes) lists every running QEMU system emulator (C(pid), C(name), C(exe)),
+    whether libvirt started it or not (what a host reboot would kill).
   - Domains carry C(name), C(uuid), C(state) (C(running), C(paused), C(shutoff) or
     C(other)), C(persistent), C(qemu_pid), C(qemu_binary), C(qemu_binary_mtime),
     C(qemu_started) (epoch seconds), C(qemu_binary_deleted) (QEMU was upgraded after the
@@ -119,7 +123,9 @@ ansible_facts:
                               type: file, format: qcow2, device: disk}],
                      interfaces: [{type: bridge, source: br0, target_dev: vnet0,
                                    mac: "52:54:00:12:34:56", model: virtio}]}]
-        qemu: {present: true, version: 7.2.22, binaries: [/usr/bin/qemu-system-x86_64]}
+        qemu: {present: true, version: 7.2.22, binaries: [/usr/bin/qemu-system-x86_64],
+               processes: [{pid: 4242, name: qemu-system-x86_64,
+                            exe: /usr/bin/qemu-system-x86_64}]}
         network: {bridges: [{name: br0, ports: [eth0, vnet0]}],
                   ovs: {present: false, bridges: []}}
         lvm: {present: true, conf: /etc/lvm/lvm.conf}
@@ -223,6 +229,12 @@ _IFACE_SOURCE = {
 _ANY_SOURCE = ("bridge", "network", "dev")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:+@-]+\Z")
 _SEPARATOR = "---hvguard-section---"
+# dm UUIDs cryptsetup gives its mappings: CRYPT-<type>-... Only these types encrypt;
+# VERITY (hash tree), INTEGRITY (checksums) and SUBDEV (the integrity layer under LUKS2)
+# do not, so swap on them is plain.
+_ENCRYPTING_DM_UUID = re.compile(r"^CRYPT-(PLAIN|LUKS1|LUKS2|LOOPAES|TCRYPT|BITLK|FVAULT2)-")
+# Executables that run a VM: what a reboot would kill besides libvirt's own domains.
+_QEMU_NAMES = re.compile(r"^(qemu-system-|qemu-kvm)")
 
 
 @dataclass
@@ -410,7 +422,7 @@ class Gatherer:
                 "encrypted": False,
                 "backing": "zram",
             }
-        encrypted = bool(block) and self.is_crypt(block, set())
+        encrypted = bool(block) and self.is_crypt(block, frozenset())
         return {
             "device": f"/dev/{block}" if block and kind != "file" else name,
             "name": name,
@@ -440,18 +452,28 @@ class Gatherer:
         real = os.path.realpath(link)
         return os.path.basename(real) if os.path.exists(real) else None
 
-    def is_crypt(self, block: str, seen: set[str]) -> bool:
-        """True when ``block`` or anything below it is a dm-crypt mapping."""
+    def is_crypt(self, block: str, seen: frozenset[str]) -> bool:
+        """True when ``block`` is an encrypting mapping or sits only on encrypted devices.
+
+        Every lower device must be encrypted (an LV spanning a plain and an encrypted PV puts
+        pages on the plain one in the clear); a loop device is judged by its backing file.
+        Anything that cannot be resolved counts as plain.
+        """
         if block in seen:
             return False
-        seen.add(block)
+        seen = seen | {block}
         uuid = self.read(f"/sys/class/block/{block}/dm/uuid") or ""
-        if uuid.startswith("CRYPT-"):
+        if _ENCRYPTING_DM_UUID.match(uuid):
             return True
-        slaves = self.listdir(f"/sys/class/block/{block}/slaves")
+        lower = self.listdir(f"/sys/class/block/{block}/slaves")
         parent = self.partition_parent(block)
-        lower = slaves + ([parent] if parent else [])
-        return any(self.is_crypt(name, seen) for name in lower)
+        if parent:
+            lower.append(parent)
+        backing = (self.read(f"/sys/class/block/{block}/loop/backing_file") or "").strip()
+        if backing:
+            backing_block = self.block_of_file(backing)
+            lower.append(backing_block or "")
+        return bool(lower) and all(name and self.is_crypt(name, seen) for name in lower)
 
     def partition_parent(self, block: str) -> str | None:
         if not self.exists(f"/sys/class/block/{block}/partition"):
@@ -680,7 +702,34 @@ class Gatherer:
             result = self.run(os.path.basename(binary), "--version")
             found = re.search(r"version (\d+\.\d+(?:\.\d+)?)", result.out)
             version = found.group(1) if found else None
-        return {"present": bool(binaries), "version": version, "binaries": binaries}
+        return {
+            "present": bool(binaries),
+            "version": version,
+            "binaries": binaries,
+            "processes": self.qemu_processes(),
+        }
+
+    def qemu_processes(self) -> list[dict[str, Any]]:
+        """Live QEMU emulators by executable, argv[0] or comm (zombies hold nothing)."""
+        found = []
+        for pid in self.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            stat = self.read(f"/proc/{pid}/stat") or ""
+            fields = stat.rsplit(")", 1)[-1].split()
+            if not fields or fields[0] in ("Z", "X"):
+                continue
+            try:
+                exe = os.readlink(self.path(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
+            except OSError:
+                exe = ""
+            argv0 = (self.read(f"/proc/{pid}/cmdline") or "").split("\0", 1)[0]
+            comm = (self.read(f"/proc/{pid}/comm") or "").strip()
+            names = [os.path.basename(exe), os.path.basename(argv0), comm]
+            name = next((n for n in names if _QEMU_NAMES.match(n)), None)
+            if name:
+                found.append({"pid": int(pid), "name": name, "exe": exe or None})
+        return found
 
     def network_facts(self) -> dict[str, Any]:
         bridges = [

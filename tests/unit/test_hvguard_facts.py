@@ -131,7 +131,7 @@ def test_host_without_libvirt(bare_root, bindir):
     assert libvirt["running"] is False
     assert (libvirt["version"], libvirt["pools"], libvirt["domains"]) == (None, [], [])
     assert libvirt["units"] == {}
-    assert facts["qemu"] == {"present": False, "version": None, "binaries": []}
+    assert facts["qemu"] == {"present": False, "version": None, "binaries": [], "processes": []}
     assert facts["os"] == {
         "family": "Debian",
         "distribution": "Debian",
@@ -271,6 +271,149 @@ def test_swap_file_resolves_its_block_device(bare_root):
     ]
 
 
+def test_hvg_mem_004_plain_swap_file(bare_root):
+    """HVG-MEM-004: a swap file on an unencrypted disk partition is plain."""
+    swapfile = put(bare_root, "/swapfile", "")
+    dev = swapfile.stat().st_dev
+    put(bare_root, "/proc/swaps", "Filename Type Size Used Priority\n/swapfile file 64 0 -2\n")
+    link(bare_root, f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}", "../../block/sda/sda1")
+    put(bare_root, "/sys/block/sda/sda1/partition", "1\n")
+    link(bare_root, "/sys/class/block/sda1", "../../block/sda/sda1")
+    link(bare_root, "/sys/class/block/sda", "../../block/sda")
+    (swap,) = gather(bare_root)[0]["memory"]["swap"]
+    assert (swap["device"], swap["type"], swap["encrypted"], swap["backing"]) == (
+        "/swapfile",
+        "file",
+        False,
+        "plain",
+    )
+
+
+def test_hvg_mem_004_unresolvable_swap_file_is_plain(bare_root):
+    """HVG-MEM-004: a swap file whose device cannot be found (deleted, btrfs) counts as plain."""
+    put(
+        bare_root,
+        "/proc/swaps",
+        "Filename Type Size Used Priority\n/gone\\040(deleted) file 8 0 -2\n",
+    )
+    (swap,) = gather(bare_root)[0]["memory"]["swap"]
+    assert (swap["type"], swap["encrypted"], swap["backing"]) == ("file", False, "plain")
+
+
+@pytest.mark.parametrize(
+    ("uuid", "encrypted"),
+    [
+        ("CRYPT-PLAIN-swap", True),
+        ("CRYPT-LUKS1-0123abcd-swap", True),
+        ("CRYPT-LUKS2-0123abcd-swap", True),
+        ("CRYPT-LUKS2-OPAL-0123abcd-swap", True),
+        ("CRYPT-BITLK-0123abcd-swap", True),
+        # cryptsetup tools that do not encrypt: checksums, hash trees, LUKS2's integrity layer
+        ("CRYPT-INTEGRITY-swap", False),
+        ("CRYPT-VERITY-0123abcd-swap", False),
+        ("CRYPT-SUBDEV-LUKS2-0123abcd-swap_dif", False),
+        ("LVM-abcdef", False),
+        ("", False),
+    ],
+)
+def test_hvg_mem_004_only_encrypting_dm_types_count(bare_root, uuid, encrypted):
+    """HVG-MEM-004: `CRYPT-` in a dm UUID is not enough; the cryptsetup type must encrypt."""
+    put(bare_root, "/proc/swaps", "Filename Type Size Used Priority\n/dev/dm-5 partition 8 0 -2\n")
+    put(bare_root, "/dev/dm-5")
+    put(bare_root, "/sys/class/block/dm-5/dm/uuid", uuid + "\n")
+    (swap,) = gather(bare_root)[0]["memory"]["swap"]
+    assert (swap["encrypted"], swap["backing"]) == (encrypted, "dm-crypt" if encrypted else "plain")
+
+
+def test_hvg_mem_004_lv_over_a_plain_and_an_encrypted_pv_is_plain(bare_root):
+    """HVG-MEM-004: every device under the swap must be encrypted, not just one of them."""
+    put(
+        bare_root,
+        "/proc/swaps",
+        "Filename Type Size Used Priority\n"
+        "/dev/dm-3 partition 8 0 -2\n/dev/dm-4 partition 8 0 -3\n",
+    )
+    put(bare_root, "/dev/dm-3")
+    put(bare_root, "/dev/dm-4")
+    put(bare_root, "/sys/class/block/dm-1/dm/uuid", "CRYPT-LUKS2-aa-pv1\n")
+    put(bare_root, "/sys/class/block/dm-2/dm/uuid", "CRYPT-LUKS2-bb-pv2\n")
+    put(bare_root, "/sys/class/block/sdb1/partition", "1\n")
+    # dm-3 spans the LUKS PV dm-1 and the plain partition sdb1; dm-4 two LUKS PVs.
+    put(bare_root, "/sys/class/block/dm-3/dm/uuid", "LVM-span\n")
+    put(bare_root, "/sys/class/block/dm-3/slaves/dm-1")
+    put(bare_root, "/sys/class/block/dm-3/slaves/sdb1")
+    put(bare_root, "/sys/class/block/dm-4/dm/uuid", "LVM-both\n")
+    put(bare_root, "/sys/class/block/dm-4/slaves/dm-1")
+    put(bare_root, "/sys/class/block/dm-4/slaves/dm-2")
+    swap = gather(bare_root)[0]["memory"]["swap"]
+    assert [(s["device"], s["encrypted"]) for s in swap] == [
+        ("/dev/dm-3", False),
+        ("/dev/dm-4", True),
+    ]
+
+
+def test_hvg_mem_004_loop_device_judged_by_its_backing_file(bare_root):
+    """HVG-MEM-004: swap on a loop device is as encrypted as the disk holding its file."""
+    backing = put(bare_root, "/var/swap.img", "")
+    dev = backing.stat().st_dev
+    put(
+        bare_root,
+        "/proc/swaps",
+        "Filename Type Size Used Priority\n"
+        "/dev/loop0 partition 8 0 -2\n/dev/loop1 partition 8 0 -3\n",
+    )
+    put(bare_root, "/dev/loop0")
+    put(bare_root, "/dev/loop1")
+    put(bare_root, "/sys/class/block/loop0/loop/backing_file", "/var/swap.img\n")
+    put(bare_root, "/sys/class/block/loop1/loop/backing_file", "/nonexistent.img\n")
+    put(bare_root, "/sys/block/dm-0/dm/uuid", "CRYPT-LUKS2-root\n")
+    link(bare_root, f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}", "../../block/dm-0")
+    link(bare_root, "/sys/class/block/dm-0", "../../block/dm-0")
+    swap = gather(bare_root)[0]["memory"]["swap"]
+    assert [(s["device"], s["encrypted"]) for s in swap] == [
+        ("/dev/loop0", True),
+        ("/dev/loop1", False),
+    ]
+
+
+# -- QEMU processes (what a reboot would kill) ---------------------------------------------
+def fake_process(root: Path, pid: int, comm: str, exe: str | None, argv0: str, state: str = "S"):
+    put(root, f"/proc/{pid}/comm", comm + "\n")
+    put(root, f"/proc/{pid}/stat", f"{pid} ({comm}) {state} 1 {pid} {pid} 0 -1\n")
+    put(root, f"/proc/{pid}/cmdline", argv0 + "\0-name\0guest=vm\0")
+    if exe is not None:
+        link(root, f"/proc/{pid}/exe", exe)
+
+
+def test_hvg_mem_001_qemu_processes_found_by_exe_argv_or_comm(bare_root):
+    """HVG-MEM-001 reboot guard input: every live QEMU emulator, libvirt's or not."""
+    fake_process(
+        bare_root,
+        100,
+        "qemu-system-x86",
+        "/usr/bin/qemu-system-x86_64",
+        "/usr/bin/qemu-system-x86_64",
+    )
+    fake_process(
+        bare_root, 101, "qemu-kvm", "/usr/libexec/qemu-kvm (deleted)", "/usr/libexec/qemu-kvm"
+    )
+    fake_process(bare_root, 102, "CPU 0/KVM", None, "/opt/qemu/bin/qemu-system-aarch64")
+    fake_process(bare_root, 103, "qemu-system-x86", None, "", state="Z")  # exited: holds nothing
+    fake_process(bare_root, 104, "sshd", "/usr/sbin/sshd", "sshd: root@pts/0")
+    fake_process(bare_root, 105, "qemu-img", "/usr/bin/qemu-img", "qemu-img")
+    processes = gather(bare_root)[0]["qemu"]["processes"]
+    assert processes == [
+        {"pid": 100, "name": "qemu-system-x86_64", "exe": "/usr/bin/qemu-system-x86_64"},
+        {"pid": 101, "name": "qemu-kvm", "exe": "/usr/libexec/qemu-kvm"},
+        {"pid": 102, "name": "qemu-system-aarch64", "exe": None},
+    ]
+
+
+def test_no_qemu_processes_on_a_quiet_host(bare_root):
+    fake_process(bare_root, 1, "systemd", "/usr/lib/systemd/systemd", "/sbin/init")
+    assert gather(bare_root)[0]["qemu"]["processes"] == []
+
+
 # -- libvirt through the real virsh on the test driver ---------------------------------------
 @needs_virsh
 def test_libvirt_domains_pools_from_real_virsh(bare_root, bindir):
@@ -366,6 +509,10 @@ def test_libvirt_domains_pools_from_real_virsh(bare_root, bindir):
         "present": True,
         "version": "7.2.22",
         "binaries": ["/usr/bin/qemu-system-x86_64"],
+        # the domain's QEMU, found by /proc whether libvirt knew about it or not
+        "processes": [
+            {"pid": 4242, "name": "qemu-system-x86_64", "exe": "/usr/bin/qemu-system-x86_64"}
+        ],
     }
 
 
