@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HVG-STO-002: the diverted lvremove (roles/hvguard_scrub/files/hvguard-scrub, lvremove
 wrapper) parses like LVM, lets LVM resolve the target set, and keeps the real tool's prompts
 and refusals. A scripted fake `lvm` (state in JSON, every call logged) stands in for LVM on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HVG-STO-001: the scrub scenario's own scripts fail when their checks fail.
 
 molecule/scrub/files/sigkill.sh runs on the lab VM; here its commands are bash functions

@@ -70,6 +70,7 @@ def _swap_evidence(host: Host, label: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.control("HVG-MEM-004", effect=True)
 def test_hvg_mem_004_swap_in_use_is_zram_or_dm_crypt(host: Host) -> None:
     """HVG-MEM-004: guest memory paged to swap must not land on disk in the clear.
 
@@ -91,6 +92,7 @@ def test_hvg_mem_004_swap_in_use_is_zram_or_dm_crypt(host: Host) -> None:
     assert not host.file(PLAIN_SWAP).exists
 
 
+@pytest.mark.control("HVG-MEM-004", effect=True)
 def test_hvg_mem_004_audit_judged_each_swap(host: Host) -> None:
     """HVG-MEM-004: the pristine audit named the plain swap file as drift; the compliant one
     saw zram and dm-crypt swap and nothing plain."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """HVG-STO-002: the diverted lvremove removes exactly what the real one removes.
 
 Differential test, run on the lab hypervisor as root. Three small VGs on loop devices:
