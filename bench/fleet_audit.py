@@ -1,8 +1,9 @@
 """Benchmark: the check-mode audit of a simulated fleet from one controller (issue 15).
 
-N inventory hosts are N loopback addresses 127.0.0.2 .. 127.0.0.N+1, all served by one private
-sshd (own host key, own authorized key, root login with that key, a free high port), so every
-host is this machine reached over real SSH. Each run audits the fleet with
+N inventory hosts are N loopback addresses 127.0.0.2 .. 127.0.0.N+1 served by a private sshd
+(own host key, own authorized key, root login with that key, a free high port; one sshd
+process per 16 addresses, sshd's limit of listen sockets), so every host is this machine
+reached over real SSH. Each run audits the fleet with
 playbooks/audit.yml (check mode) and measures:
 
 - round trips per host, counted by callback_plugins/hvguard_rtt.py (module executions on the
@@ -78,9 +79,49 @@ def state() -> tuple[dict[str, str], str]:
     return config_fingerprint(), etc_hash()
 
 
+# sshd accepts at most 16 ListenAddress sockets (MAX_LISTEN_SOCKS): a fleet of more addresses
+# gets one sshd per 16, same config otherwise. Binding the wildcard instead would expose the
+# port beyond loopback.
+SOCKS_PER_SSHD = 16
+
+
+def sshd_config(work: Path, port: int, addresses: list[str], index: int) -> Path:
+    lines = [f"Port {port}"] + [f"ListenAddress {a}" for a in addresses]
+    lines += [
+        f"HostKey {work / 'hostkey'}",
+        f"PidFile {work / f'sshd-{index}.pid'}",
+        f"AuthorizedKeysFile {work / 'authorized_keys'}",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        # 50 forks connect at once: sshd's defaults (10:30:100) would drop some of them.
+        "MaxStartups 400:30:800",
+        "MaxSessions 200",
+        "LogLevel ERROR",
+    ]
+    path = work / f"sshd-{index}.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_listening(addresses: list[str], port: int, procs: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + 20
+    for addr in addresses:
+        while True:
+            try:
+                socket.create_connection((addr, port), timeout=1).close()
+                break
+            except OSError as exc:
+                if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                    raise SystemExit(f"sshd did not start listening on {addr}:{port}") from exc
+                time.sleep(0.1)
+
+
 @contextmanager
 def sshd(work: Path, hosts: int) -> Iterator[dict[str, Any]]:
-    """A private sshd listening on every fleet address; yields the connection settings."""
+    """Private sshd(s) listening on every fleet address; yields the connection settings."""
     if not SSHD.exists():
         raise SystemExit("no /usr/sbin/sshd: apt-get install openssh-server")
     for key in ("hostkey", "client"):
@@ -88,43 +129,21 @@ def sshd(work: Path, hosts: int) -> Iterator[dict[str, Any]]:
                        check=True)  # fmt: skip
     shutil.copy(work / "client.pub", work / "authorized_keys")
     port = free_port()
-    lines = [f"Port {port}"] + [f"ListenAddress {address(i)}" for i in range(hosts)]
-    lines += [
-        f"HostKey {work / 'hostkey'}",
-        f"PidFile {work / 'sshd.pid'}",
-        f"AuthorizedKeysFile {work / 'authorized_keys'}",
-        "PermitRootLogin prohibit-password",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "StrictModes no",
-        # 100 hosts x 50 forks connect at once: sshd's defaults would drop most of them.
-        "MaxStartups 400:30:800",
-        "MaxSessions 200",
-        "LogLevel ERROR",
-    ]
-    (work / "sshd_config").write_text("\n".join(lines) + "\n")
+    addresses = [address(i) for i in range(hosts)]
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    with open(work / "sshd.log", "w") as log:
-        proc = subprocess.Popen(
-            [str(SSHD), "-D", "-e", "-f", str(work / "sshd_config")], stderr=log
-        )
+    procs: list[subprocess.Popen] = []
     try:
-        deadline = time.monotonic() + 20
-        for i in range(hosts):
-            while True:
-                try:
-                    socket.create_connection((address(i), port), timeout=1).close()
-                    break
-                except OSError as exc:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log_text = (work / "sshd.log").read_text()
-                        raise SystemExit(f"sshd did not start: {log_text}") from exc
-                    time.sleep(0.1)
-        yield {"port": port, "key": str(work / "client"), "pid": proc.pid}
+        for index in range(0, hosts, SOCKS_PER_SSHD):
+            conf = sshd_config(work, port, addresses[index : index + SOCKS_PER_SSHD], index)
+            with open(work / f"sshd-{index}.log", "w") as log:
+                procs.append(subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(conf)], stderr=log))
+        wait_listening(addresses, port, procs)
+        yield {"port": port, "key": str(work / "client"), "pids": [p.pid for p in procs]}
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
 
 
 def write_inventory(path: Path, hosts: int, conn: dict[str, Any]) -> None:
@@ -236,7 +255,7 @@ def run_audit(
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-f", str(forks),
             "playbooks/audit.yml"]  # fmt: skip
     before = state()
-    sshd_cpu0 = children_cpu(conn["pid"])
+    sshd_cpu0 = sum(map(children_cpu, conn["pids"]))
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     with open(run_dir / "ansible.log", "w") as log:
@@ -255,7 +274,7 @@ def run_audit(
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stop_masters(run_dir / "cp")
     time.sleep(1)  # let sshd reap its last sessions
-    host_cpu = children_cpu(conn["pid"]) - sshd_cpu0
+    host_cpu = sum(map(children_cpu, conn["pids"])) - sshd_cpu0
     after = state()
     changed = sorted(p for p in before[0].keys() | after[0].keys()
                      if before[0].get(p) != after[0].get(p))  # fmt: skip
