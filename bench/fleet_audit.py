@@ -255,6 +255,7 @@ def run_audit(
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-f", str(forks),
             "playbooks/audit.yml"]  # fmt: skip
     before = state()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     sshd_cpu0 = sum(map(children_cpu, conn["pids"]))
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -280,6 +281,7 @@ def run_audit(
                      if before[0].get(p) != after[0].get(p))  # fmt: skip
     return {
         "name": name, "hosts": hosts, "forks": forks, "strategy": strategy, "rc": rc,
+        "load_average_before": load_before,
         "timed_out": wall >= timeout, "killed_for_rss": sampler.killed,
         "wall_s": round(wall, 2),
         "controller_cpu_s": round(
@@ -357,6 +359,13 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def write_json(path: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    result = {"definition": "see callback_plugins/hvguard_rtt.py", "load_average": os.getloadavg(),
+              "runs": runs, "scaling": ratios(runs)}  # fmt: skip
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -387,16 +396,14 @@ def main() -> int:
                         run = run_audit(work, hosts, forks, strategy, conn, args.timeout,
                                         int(args.rss_limit_gib * 2**30))  # fmt: skip
                         runs.append(run)
+                        write_json(args.json, runs)  # an interrupted matrix keeps its runs
                         print(f"{run['name']}: rc={run['rc']} wall={run['wall_s']} s "
                               f"rt/host={run['round_trips_per_host']}", flush=True)  # fmt: skip
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    result = {"definition": "see callback_plugins/hvguard_rtt.py", "runs": runs,
-              "scaling": ratios(runs)}  # fmt: skip
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(table(runs))
-    for key, value in result["scaling"].items():
+    for key, value in write_json(args.json, runs)["scaling"].items():
         print(f"{key} = {value}")
     failed = [r["name"] for r in runs if r["rc"] != 0 or not r["unchanged"]]
     if failed:
