@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark: the check-mode audit of a simulated fleet from one controller (issue 15).
 
 N inventory hosts are N loopback addresses 127.0.0.2 .. 127.0.0.N+1 served by a private sshd

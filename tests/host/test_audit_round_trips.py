@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 15: the whole baseline audit of a host costs at most ROUND_TRIP_LIMIT round trips.
 
 Counted by callback_plugins/hvguard_rtt.py (a round trip = one module execution on the host,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """callback_plugins/hvguard_rtt.py: what counts as a round trip, on synthetic records and on
 real playbook runs (local connection, linear and Mitogen)."""
 
