@@ -229,6 +229,7 @@ _IFACE_SOURCE = {
 _ANY_SOURCE = ("bridge", "network", "dev")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:+@-]+\Z")
 _SEPARATOR = "---hvguard-section---"
+PROBE_RETRIES = 2  # extra `virsh uri` tries while a socket-activated libvirtd starts
 # dm UUIDs cryptsetup gives its mappings: CRYPT-<type>-... Only these types encrypt;
 # VERITY (hash tree), INTEGRITY (checksums) and SUBDEV (the integrity layer under LUKS2)
 # do not, so swap on them is plain.
@@ -583,7 +584,14 @@ class Gatherer:
             "pool-list --all --name",
             "pool-list --name",
         ]
+        # A socket-activated libvirtd that exited idle (Debian: --timeout 120) starts on this
+        # first call; on a slow host that takes longer than one timeout. Ask again before
+        # calling libvirt unreachable: the roles fail closed on that answer.
         probe = self.run("virsh", "-q", "-c", self.uri, "uri")
+        for _retry in range(PROBE_RETRIES):
+            if probe.rc == 0:
+                break
+            probe = self.run("virsh", "-q", "-c", self.uri, "uri")
         if probe.rc != 0:
             facts["error"] = (probe.err or probe.out).strip() or f"virsh exited {probe.rc}"
             return

@@ -662,6 +662,24 @@ def test_hanging_virsh_is_cut_by_timeout(bare_root, bindir):
     assert "timed out after 1s" in libvirt["error"]
 
 
+def test_libvirt_probe_waits_for_a_socket_activated_daemon(bare_root, bindir, tmp_path):
+    """An idle-exited, socket-activated libvirtd misses the first `virsh uri`: the probe asks
+    again instead of reporting libvirt unreachable (the scrub role once rendered an empty
+    pool list from that answer)."""
+    libvirt_root(bare_root, bindir)
+    count = tmp_path / "calls"
+    script(
+        bindir,
+        "virsh",
+        f'echo "$*" >> {count}; [ "$(wc -l < {count})" -ge 2 ] || exec sleep 30; '
+        'case "$*" in *" uri") echo qemu:///system ;; esac',
+    )
+    libvirt = gather(bare_root, timeout=1)[0]["libvirt"]
+    calls = count.read_text().splitlines()
+    assert [c for c in calls if c.endswith(" uri")] == [calls[0], calls[1]]
+    assert "timed out" not in (libvirt["error"] or "")
+
+
 def test_run_command_missing_binary():
     assert mod.run_command(["/nonexistent/virsh"], 1).rc == 127
 
