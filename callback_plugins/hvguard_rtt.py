@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
 # Copyright: hvguard contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """hvguard_rtt: count the round trips a playbook costs each host (issue 15).
 
 Definition. A round trip of host H is one module execution on H: one call of the action
