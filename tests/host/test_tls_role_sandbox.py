@@ -224,6 +224,10 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
     # Expiry: a warning period longer than the lifetime makes every certificate "expiring".
     _, report = run(sandbox, "expiry", check=True, hvguard_migration_tls_expiry_warn_days=400)
     assert statuses(report)["HVG-MIG-006"] == "drift"
+    # ... QEMU's certificates included (issue 8 finding 8: expiry covers them too).
+    expiry = json.dumps(report["hosts"]["localhost"]["controls"]["HVG-MIG-006"])
+    for name in ("ca-cert.pem", "server-cert.pem", "client-cert.pem"):
+        assert f"{pki / 'qemu' / name}" in expiry, expiry
     assert tree_hash(sandbox) == converged
 
     # Rotation: new certificates from the same CAs for the same keys; nothing else moves.
