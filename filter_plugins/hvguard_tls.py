@@ -32,26 +32,31 @@ def _dn_value(value: str) -> str:
     return text
 
 
-def hvguard_tls_dn(cn: str, organization: str) -> str:
+def hvguard_tls_dn(cn: str, organization: str, unit: str | None = None) -> str:
     """Client DN as libvirt compares it against tls_allowed_dn_list.
 
     libvirt 9 prints the peer's subject in certificate order (what `virt-pki-query-dn`
     shows), not RFC 4514's reversed order. Our certificates are issued with the subject
-    O=<organization>, CN=<host> in that order, so the DN is "O=<organization>,CN=<host>";
+    O=<organization>[, OU=<unit>], CN=<host> in that order, so the DN is
+    "O=<organization>,CN=<host>" (QEMU's certificates carry an OU and never match);
     tests/host/test_tls_libvirtd.py proves the match against a real libvirtd.
     """
     if not cn:
         raise AnsibleFilterError("hvguard_tls_dn: the common name is empty")
     if not organization:
         raise AnsibleFilterError("hvguard_tls_dn: the organization is empty")
-    return f"O={_dn_value(organization)},CN={_dn_value(cn)}"
+    ou = f"OU={_dn_value(unit)}," if unit else ""
+    return f"O={_dn_value(organization)},{ou}CN={_dn_value(cn)}"
 
 
-def hvguard_tls_subject(cn: str, organization: str) -> list[dict[str, str]]:
+def hvguard_tls_subject(
+    cn: str, organization: str, unit: str | None = None
+) -> list[dict[str, str]]:
     """The ordered subject (community.crypto `subject_ordered`) matching hvguard_tls_dn."""
     if not cn or not organization:
         raise AnsibleFilterError("hvguard_tls_subject: common name and organization are required")
-    return [{"O": str(organization)}, {"CN": str(cn)}]
+    middle = [{"OU": str(unit)}] if unit else []
+    return [{"O": str(organization)}, *middle, {"CN": str(cn)}]
 
 
 def _host_cn(hostvars: Mapping[str, Any], host: str, cn_var: str) -> str:
@@ -215,13 +220,15 @@ def hvguard_tls_cert_info(pem: str, now: str | None = None) -> dict[str, Any]:
         ]
     except x509.ExtensionNotFound:
         sans = []
+    not_before = cert.not_valid_before_utc
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
         "serial": f"{cert.serial_number:x}",
-        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_before": not_before.isoformat(),
         "not_after": not_after.isoformat(),
         "days_left": (not_after - when).days,
+        "valid_now": not_before <= when <= not_after,
         "sans": sans,
         "spki_sha256": hashlib.sha256(_spki(cert.public_key())).hexdigest(),
     }
@@ -278,6 +285,92 @@ def hvguard_tls_expiry(
     return out
 
 
+def hvguard_tls_validity_problem(pem: str, label: str, now: str | None = None) -> str:
+    """'' when the certificate is valid now, else why not, naming `label` (the variable).
+
+    libvirtd refuses to start with an expired or not-yet-valid certificate, so deploying
+    one would leave libvirt down: validation refuses it before any change.
+    """
+    try:
+        info = hvguard_tls_cert_info(pem, now)
+    except AnsibleFilterError as exc:
+        return f"{label}: {exc}"
+    if info["valid_now"]:
+        return ""
+    if info["days_left"] < 0:
+        return f"{label} expired on {info['not_after']} ({info['subject']})"
+    return f"{label} is not valid before {info['not_before']} ({info['subject']})"
+
+
+def hvguard_tls_sans_problem(names: Iterable[str], addresses: Iterable[str] | None = None) -> str:
+    """'' when hvguard_tls_sans accepts the names and addresses, else its message."""
+    try:
+        hvguard_tls_sans(names, addresses)
+    except AnsibleFilterError as exc:
+        return str(exc)
+    return ""
+
+
+def _port(value: Any) -> int | None:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        return None
+    return port if 1 <= port <= 65535 else None
+
+
+def hvguard_tls_port_problems(
+    ports: Mapping[str, Any], port_min: Any, port_max: Any, ssh_ports: Iterable[Any]
+) -> list[str]:
+    """Why the firewall the role builds would cut SSH or collide with its own listeners.
+
+    `ports` maps variable names to the single ports the role filters (TLS, plaintext);
+    [port_min, port_max] is QEMU's migration/NBD range (admitted from peers only, dropped
+    for everyone else); `ssh_ports` are the ports SSH may listen on. Each message names
+    the variables involved. An empty list means the input is safe.
+    """
+    problems: list[str] = []
+    lo, hi = _port(port_min), _port(port_max)
+    singles = {name: _port(value) for name, value in ports.items()}
+    for name, value in [*ports.items(), ("hvguard_migration_tls_migration_port_min", port_min),
+                        ("hvguard_migration_tls_migration_port_max", port_max)]:  # fmt: skip
+        if _port(value) is None:
+            problems.append(f"{name}={value!r} is not a TCP port (1-65535)")
+    ssh = sorted({p for p in (_port(v) for v in ssh_ports) if p is not None})
+    if lo is not None and hi is not None:
+        if lo > hi:
+            problems.append(
+                "hvguard_migration_tls_migration_port_min is greater than "
+                "hvguard_migration_tls_migration_port_max"
+            )
+        if lo < 1024:
+            problems.append(
+                f"hvguard_migration_tls_migration_port_min={lo} reaches into the privileged "
+                "ports (below 1024): the firewall would drop system services for non-peers"
+            )
+        for port in ssh:
+            if lo <= port <= hi:
+                problems.append(
+                    f"the migration range {lo}-{hi} (hvguard_migration_tls_migration_port_min/"
+                    f"_max) includes the SSH port {port}: the firewall would cut SSH"
+                )
+        for name, port in singles.items():
+            if port is not None and lo <= port <= hi:
+                problems.append(
+                    f"{name}={port} lies inside the migration range {lo}-{hi} "
+                    "(hvguard_migration_tls_migration_port_min/_max)"
+                )
+    for name, port in singles.items():
+        if port in ssh:
+            problems.append(f"{name}={port} is the SSH port: the firewall would cut SSH")
+    names = list(singles)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if singles[first] is not None and singles[first] == singles[second]:
+                problems.append(f"{first} and {second} are the same port ({singles[first]})")
+    return problems
+
+
 class FilterModule:
     """hvguard TLS filters."""
 
@@ -293,4 +386,7 @@ class FilterModule:
             "hvguard_tls_key_matches": hvguard_tls_key_matches,
             "hvguard_tls_signed_by": hvguard_tls_signed_by,
             "hvguard_tls_expiry": hvguard_tls_expiry,
+            "hvguard_tls_validity_problem": hvguard_tls_validity_problem,
+            "hvguard_tls_sans_problem": hvguard_tls_sans_problem,
+            "hvguard_tls_port_problems": hvguard_tls_port_problems,
         }

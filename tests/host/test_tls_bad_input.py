@@ -8,6 +8,7 @@ expected message, and not a single task after validation ran.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -16,6 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "tls"))
@@ -172,3 +177,80 @@ def test_good_input_passes_validation(tmp_path):
     _, out = _run(tmp_path, {})
     assert "TASK [hvguard_migration_tls : HVG-MIG-001" in out, out
     assert not (tmp_path / "ca").exists()  # check mode: the controller CA was not created
+
+
+def _byo(ca: tlslab.CA, server: tlslab.Issued, client: tlslab.Issued) -> dict:
+    return {
+        "hvguard_migration_tls_ca_generate": False,
+        "hvguard_migration_tls_ca_cert": ca.pem.decode(),
+        "hvguard_migration_tls_server_cert": server.cert.decode(),
+        "hvguard_migration_tls_server_key": server.key.decode(),
+        "hvguard_migration_tls_client_cert": client.cert.decode(),
+        "hvguard_migration_tls_client_key": client.key.decode(),
+    }
+
+
+def test_hvg_mig_001_byo_expired_certificate(tmp_path):
+    """Issue 14: BYO certificates are checked for expiry (libvirtd would not start)."""
+    ca = tlslab.CA.create("byo CA")
+    now = dt.datetime.now(dt.UTC)
+    server = ca.issue("localhost", server=True, not_before=now - dt.timedelta(days=40), days=-1)
+    client = ca.issue("localhost", server=False)
+    rc, out = _run(tmp_path, _byo(ca, server, client))
+    _assert_stopped_before_changes(rc, out, "hvguard_migration_tls_server_cert expired on")
+    assert "BEGIN PRIVATE KEY" not in out
+
+
+def test_hvg_mig_001_byo_certificate_not_yet_valid(tmp_path):
+    ca = tlslab.CA.create("byo CA")
+    now = dt.datetime.now(dt.UTC)
+    server = ca.issue("localhost", server=True)
+    client = ca.issue("localhost", server=False, not_before=now + dt.timedelta(days=3))
+    rc, out = _run(tmp_path, _byo(ca, server, client))
+    _assert_stopped_before_changes(rc, out, "hvguard_migration_tls_client_cert is not valid before")
+
+
+def test_hvg_mig_001_qemu_ca_must_not_be_the_fleet_ca(tmp_path):
+    """Issue 8 finding 8: a QEMU CA that libvirtd trusts would let QEMU's keys drive it."""
+    ca = tlslab.CA.create("byo CA")
+    extra = _byo(ca, ca.issue("localhost", server=True), ca.issue("localhost", server=False))
+    key = ca.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    extra.update(
+        hvguard_migration_tls_qemu_ca_cert=ca.pem.decode(), hvguard_migration_tls_qemu_ca_key=key
+    )
+    rc, out = _run(tmp_path, extra)
+    _assert_stopped_before_changes(
+        rc, out, "is the fleet CA (hvguard_migration_tls_ca_cert) or was"
+    )
+    assert "BEGIN PRIVATE KEY" not in out
+
+
+def test_hvg_mig_001_qemu_ca_must_not_be_issued_by_the_fleet_ca(tmp_path):
+    """A QEMU CA signed by the fleet CA chains up to what libvirtd trusts."""
+    ca = tlslab.CA.create("byo CA")
+    sub_key = ec.generate_private_key(ec.SECP384R1())
+    now = dt.datetime.now(dt.UTC)
+    sub = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sub QEMU CA")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(sub_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca.key, hashes.SHA256())
+    )
+    extra = _byo(ca, ca.issue("localhost", server=True), ca.issue("localhost", server=False))
+    extra.update(
+        hvguard_migration_tls_qemu_ca_cert=sub.public_bytes(serialization.Encoding.PEM).decode(),
+        hvguard_migration_tls_qemu_ca_key=sub_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    )
+    rc, out = _run(tmp_path, extra)
+    _assert_stopped_before_changes(rc, out, "or was issued by it")

@@ -33,24 +33,50 @@ ALLOWED_CN = "hv-a.example.test"
 PEER_CN = "hv-b.example.test"
 
 
+QEMU_UNIT = tlslab.role_vars()["__hvguard_migration_tls_qemu_unit"]
+
+
+def _bundle_dir(path: Path, cas: list[tlslab.CA], client: tlslab.Issued) -> Path:
+    """An attacker's pkipath: its cacert.pem vouches for every CA involved, so virsh sends
+    the certificate and the *server* has to refuse it (virsh will not send a certificate
+    its own CA file does not vouch for)."""
+    tlslab.write_client_dir(path, cas[0], client)
+    (path / "cacert.pem").write_bytes(b"".join(ca.pem for ca in cas))
+    return path
+
+
 class Fleet:
-    """CA, certificates and client pkipath dirs for two hypervisors and three attackers."""
+    """The role's two trust domains for two hypervisors, plus attackers.
+
+    Each hypervisor has libvirt's certificates from the fleet CA (the only CA libvirtd
+    trusts) and QEMU's own certificates (OU=<unit>) from the QEMU CA, in QEMU's dir.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         ca = tlslab.CA.create("hvguard test CA")
+        qemu_ca = tlslab.CA.create("hvguard test QEMU CA")
         rogue = tlslab.CA.create("rogue CA")
         sans = ["localhost", "127.0.0.1"]
         self.ca = ca
+        # Built from libvirt's client DNs only, as the role does.
         self.dn_list = [
             f"O={tlslab.ORG},CN={ALLOWED_CN}",
             f"O={tlslab.ORG},CN={PEER_CN}",
         ]
         self.hosts: dict[str, Path] = {}
+        self.qemu: dict[str, Path] = {}
+        self.qemu_client: dict[str, tlslab.Issued] = {}
         for name, cn in (("a", ALLOWED_CN), ("b", PEER_CN)):
             server = ca.issue(cn, server=True, sans=[cn, *sans])
             client = ca.issue(cn, server=False, sans=[cn])
             self.hosts[name] = tlslab.write_qemu_dir(root / name / "pki", ca, server, client)
+            q_server = qemu_ca.issue(cn, server=True, sans=[cn, *sans], unit=QEMU_UNIT)
+            q_client = qemu_ca.issue(cn, server=False, sans=[cn], unit=QEMU_UNIT)
+            self.qemu[name] = tlslab.write_qemu_dir(
+                root / name / "qemu", qemu_ca, q_server, q_client
+            )
+            self.qemu_client[name] = q_client
         self.good = tlslab.write_client_dir(
             root / "client-good", ca, ca.issue(ALLOWED_CN, server=False)
         )
@@ -61,12 +87,23 @@ class Fleet:
         self.rogue = tlslab.write_client_dir(
             root / "client-rogue", ca, rogue.issue(ALLOWED_CN, server=False)
         )
+        self.rogue_bundle = _bundle_dir(
+            root / "client-rogue-bundle", [ca, rogue], rogue.issue(ALLOWED_CN, server=False)
+        )
+        # What a compromised QEMU on hypervisor a holds: its own client certificate and
+        # key, the QEMU CA, and the world-readable fleet CA.
+        self.qemu_attacker = _bundle_dir(root / "client-qemu", [ca, qemu_ca], self.qemu_client["a"])
+        # Positive control for the bundle: libvirt's own client certificate, same CA file.
+        self.good_bundle = _bundle_dir(
+            root / "client-good-bundle", [ca, qemu_ca], ca.issue(ALLOWED_CN, server=False)
+        )
 
 
 def _daemon(fleet: Fleet, name: str, qemu: dict[str, object]) -> tlslab.SessionDaemon:
     pki = fleet.hosts[name]
     qemu = dict(qemu)
-    qemu.update(default_tls_x509_cert_dir=str(pki), stdio_handler="file")
+    # QEMU migrates with its own certificates, never libvirt's.
+    qemu.update(default_tls_x509_cert_dir=str(fleet.qemu[name]), stdio_handler="file")
     daemon = tlslab.SessionDaemon(
         root=fleet.root / name, libvirtd=tlslab.hardened_libvirtd(pki, fleet.dn_list), qemu=qemu
     )
@@ -190,6 +227,50 @@ def test_client_certificate_from_another_ca_is_refused(hardened, fleet):
     assert "Peer has closed" in res.text or res.rc != 0, res.text
 
 
+def _gnutls_client(daemon: tlslab.SessionDaemon, pki: Path) -> tuple[tlslab.Run, str]:
+    """gnutls-cli presents the certificate even when the server's CertificateRequest does
+    not name its issuer (virsh's GnuTLS then sends none at all)."""
+    offset = daemon.log_size()
+    res = tlslab.run(
+        ["gnutls-cli", "-p", str(daemon.tls_port), "--x509cafile", str(pki / "cacert.pem"),
+         "--x509certfile", str(pki / "clientcert.pem"), "--x509keyfile", str(pki / "clientkey.pem"),
+         "localhost"],
+        stdin="", timeout=30,
+    )  # fmt: skip
+    return res, daemon.log_since(offset)
+
+
+@pytest.mark.control("HVG-MIG-001", effect=True)
+def test_hvg_mig_001_qemu_certificate_cannot_drive_a_libvirtd(hardened, fleet):
+    """HVG-MIG-001 (issue 8 finding 8): QEMU's client certificate and key, which the QEMU
+    user can read, open no libvirtd, even when the attacker's CA file vouches for both
+    CAs: libvirtd trusts the fleet CA only (and QEMU's DN is not on the list)."""
+    a, b = hardened
+    for daemon in (a, b):
+        res, log = _refused(daemon, fleet.qemu_attacker)
+        assert res.rc != 0, res.text
+        assert "Unable to read TLS confirmation" in res.text, res.text
+        assert "Failed to verify peer's certificate" in log, log
+        # Forced onto the wire, the certificate fails the chain check.
+        res, log = _gnutls_client(daemon, fleet.qemu_attacker)
+        assert "hasn't got a known issuer" in log, log
+        assert "Failed to verify peer's certificate" in log, log
+    # Positive control: the same CA bundle with libvirt's client certificate is admitted.
+    res = tlslab.run(["virsh", "-c", a.tls_uri("localhost", fleet.good_bundle), "uri"])
+    assert res.rc == 0, res.text + a.log_tail()
+
+
+@pytest.mark.control("HVG-MIG-002", effect=True)
+def test_client_certificate_from_another_ca_is_refused_by_the_server(hardened, fleet):
+    """The rogue certificate (allowed DN, rogue CA) through virsh itself: rc != 0 and the
+    daemon's reason, scoped to this attempt."""
+    a, _ = hardened
+    res, log = _refused(a, fleet.rogue_bundle)
+    assert res.rc != 0, res.text
+    assert "Unable to read TLS confirmation" in res.text, res.text
+    assert "Failed to verify peer's certificate" in log, log
+
+
 @pytest.mark.control("HVG-MIG-002", effect=True)
 def test_plain_tcp_connection_is_refused(hardened):
     a, _ = hardened
@@ -258,6 +339,14 @@ def test_migration_without_tls_is_refused(hardened, fleet):
 @pytest.mark.control("HVG-MIG-004", effect=True)
 def test_tls_migration_moves_the_domain_and_hides_guest_memory(hardened, fleet):
     a, b = hardened
+    # QEMU's directory holds QEMU's own certificates only (no libvirt key or certificate).
+    for name in ("a", "b"):
+        cert = (fleet.qemu[name] / "client-cert.pem").read_bytes()
+        assert f"OU={QEMU_UNIT}".encode() in tlslab.run(
+            ["openssl", "x509", "-noout", "-subject", "-nameopt", "compat", "-in",
+             str(fleet.qemu[name] / "client-cert.pem")]
+        ).out.encode(), cert  # fmt: skip
+        assert cert != (fleet.hosts[name] / "client-cert.pem").read_bytes()
     marker = _marker_domain(fleet, a, "withtls")
     res, pcap = _migrate(a, b, fleet, "withtls", "--tls")
     assert res.rc == 0, res.text + b.log_tail()

@@ -169,23 +169,38 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
     assert not (sandbox / "ca").exists(), "the audit created the controller CA"
 
     run(sandbox, "converge", check=False)
-    # The controller CA: key private to the controller user, never copied to the host dirs.
+    # The controller CAs: keys private to the controller user, never copied to the host dirs.
     assert (sandbox / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (sandbox / "ca" / "qemu-ca.key").stat().st_mode & 0o777 == 0o600
     ca_pem = (sandbox / "ca" / "ca.pem").read_text()
+    qemu_ca_pem = (sandbox / "ca" / "qemu-ca.pem").read_text()
     assert (pki / "CA" / "cacert.pem").read_text() == ca_pem
-    assert (pki / "qemu" / "ca-cert.pem").read_text() == ca_pem
-    assert "ca.key" not in {p.name for p in pki.rglob("*")}
+    # HVG-MIG-001 (issue 8 finding 8): QEMU trusts its own CA, not the fleet CA.
+    assert (pki / "qemu" / "ca-cert.pem").read_text() == qemu_ca_pem != ca_pem
+    assert {"ca.key", "qemu-ca.key"}.isdisjoint(p.name for p in pki.rglob("*"))
+    libvirt_keys = set()
     for kind in ("server", "client"):
         cert = (pki / "libvirt" / f"{kind}cert.pem").read_text()
         key = (pki / "libvirt" / "private" / f"{kind}key.pem").read_text()
+        libvirt_keys.add(key)
         assert hvguard_tls.hvguard_tls_key_matches(cert, key)
         assert hvguard_tls.hvguard_tls_signed_by(cert, ca_pem)
-        assert (pki / "qemu" / f"{kind}-cert.pem").read_text() == cert
-        assert (pki / "qemu" / f"{kind}-key.pem").read_text() == key
         info = hvguard_tls.hvguard_tls_cert_info(cert)
         assert info["subject"] == "CN=hv0.example.test,O=hvguard"
         assert set(info["sans"]) >= {"DNS:hv0.example.test", "DNS:hv0", "IP:192.0.2.10"}
         assert (pki / "libvirt" / "private" / f"{kind}key.pem").stat().st_mode & 0o777 == 0o600
+    for kind in ("server", "client"):
+        qcert = (pki / "qemu" / f"{kind}-cert.pem").read_text()
+        qkey_text = (pki / "qemu" / f"{kind}-key.pem").read_text()
+        assert qkey_text not in libvirt_keys, "QEMU holds one of libvirt's keys"
+        assert qcert != (pki / "libvirt" / f"{kind}cert.pem").read_text()
+        assert hvguard_tls.hvguard_tls_key_matches(qcert, qkey_text)
+        assert hvguard_tls.hvguard_tls_signed_by(qcert, qemu_ca_pem)
+        assert not hvguard_tls.hvguard_tls_signed_by(qcert, ca_pem)
+        info = hvguard_tls.hvguard_tls_cert_info(qcert)
+        assert info["subject"] == "CN=hv0.example.test,OU=qemu-migration,O=hvguard"
+        # QEMU's client checks the migration target's name against these.
+        assert set(info["sans"]) >= {"DNS:hv0.example.test", "DNS:hv0", "IP:192.0.2.10"}
         qkey = (pki / "qemu" / f"{kind}-key.pem").stat()
         assert qkey.st_mode & 0o777 == 0o640
         assert qkey.st_uid == 0
@@ -211,37 +226,83 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
     # Expiry: a warning period longer than the lifetime makes every certificate "expiring".
     _, report = run(sandbox, "expiry", check=True, hvguard_migration_tls_expiry_warn_days=400)
     assert statuses(report)["HVG-MIG-006"] == "drift"
+    # ... QEMU's certificates included (issue 8 finding 8: expiry covers them too).
+    expiry = json.dumps(report["hosts"]["localhost"]["controls"]["HVG-MIG-006"])
+    for name in ("ca-cert.pem", "server-cert.pem", "client-cert.pem"):
+        assert f"{pki / 'qemu' / name}" in expiry, expiry
     assert tree_hash(sandbox) == converged
 
-    # Rotation: new certificates from the same CA for the same keys; nothing else moves.
-    old = {k: (pki / "libvirt" / f"{k}cert.pem").read_text() for k in ("server", "client")}
-    keys = {k: (pki / "libvirt" / "private" / f"{k}key.pem").read_text() for k in old}
+    # Rotation: new certificates from the same CAs for the same keys; nothing else moves.
+    lv, qd = pki / "libvirt", pki / "qemu"
+    paths = {
+        "server": (lv / "servercert.pem", lv / "private" / "serverkey.pem", ca_pem),
+        "client": (lv / "clientcert.pem", lv / "private" / "clientkey.pem", ca_pem),
+        "qemu-server": (qd / "server-cert.pem", qd / "server-key.pem", qemu_ca_pem),
+        "qemu-client": (qd / "client-cert.pem", qd / "client-key.pem", qemu_ca_pem),
+    }
+    old = {k: c.read_text() for k, (c, _, _) in paths.items()}
+    keys = {k: key.read_text() for k, (_, key, _) in paths.items()}
     run(sandbox, "rotate", check=False, playbook=ROTATE_PLAYBOOK, hvguard_rotate_all=True)
-    for kind in old:
-        new = (pki / "libvirt" / f"{kind}cert.pem").read_text()
-        assert new != old[kind]
-        assert hvguard_tls.hvguard_tls_key_matches(new, keys[kind])
-        assert hvguard_tls.hvguard_tls_signed_by(new, ca_pem)
-        assert (pki / "qemu" / f"{kind}-cert.pem").read_text() == new
+    for name, (cert, key, ca) in paths.items():
+        new = cert.read_text()
+        assert new != old[name], name
+        assert key.read_text() == keys[name], name
+        assert hvguard_tls.hvguard_tls_key_matches(new, keys[name])
+        assert hvguard_tls.hvguard_tls_signed_by(new, ca)
     out, _ = run(sandbox, "after-rotate", check=False)
+    assert changed_count(out) == 0, out
+
+    # A host converged by an earlier version: QEMU's dir holds copies of libvirt's keys and
+    # certificates. The audit reports drift; the converge gives QEMU keys of its own.
+    for kind in ("server", "client"):
+        shutil.copy2(
+            pki / "libvirt" / "private" / f"{kind}key.pem", pki / "qemu" / f"{kind}-key.pem"
+        )
+        shutil.copy2(pki / "libvirt" / f"{kind}cert.pem", pki / "qemu" / f"{kind}-cert.pem")
+    _, report = run(sandbox, "old-layout", check=True)
+    assert statuses(report)["HVG-MIG-001"] == "drift"
+    run(sandbox, "upgrade", check=False)
+    for kind in ("server", "client"):
+        qkey = (pki / "qemu" / f"{kind}-key.pem").read_text()
+        assert qkey != (pki / "libvirt" / "private" / f"{kind}key.pem").read_text()
+        qcert = (pki / "qemu" / f"{kind}-cert.pem").read_text()
+        assert hvguard_tls.hvguard_tls_key_matches(qcert, qkey)
+        assert hvguard_tls.hvguard_tls_signed_by(qcert, qemu_ca_pem)
+    out, _ = run(sandbox, "after-upgrade", check=False)
     assert changed_count(out) == 0, out
 
 
 def libvirt_accepts_the_role_certificates(pki: Path) -> None:
-    """A real libvirtd serves with the role's server certificate and admits its client one.
+    """A real libvirtd serves with the role's server certificate, admits its client one,
+    and refuses QEMU's (HVG-MIG-001, issue 8 finding 8).
 
     libvirt has its own sanity rules (key usage, basic constraints, names): a certificate
-    that only looks right would stop the daemon at start.
+    that only looks right would stop the daemon at start. The QEMU attacker's CA file
+    vouches for both CAs, so its client sends QEMU's certificate if the server would take it.
     """
     root = Path(tempfile.mkdtemp(prefix="hvguard-tls-role-"))
     root.chmod(0o755)
     daemon_pki = root / "daemon" / "pki"
-    shutil.copytree(pki / "qemu", daemon_pki)
-    client = root / "client"
-    client.mkdir()
-    shutil.copy(pki / "CA" / "cacert.pem", client / "cacert.pem")
-    shutil.copy(pki / "libvirt" / "clientcert.pem", client / "clientcert.pem")
-    shutil.copy(pki / "libvirt" / "private" / "clientkey.pem", client / "clientkey.pem")
+    daemon_pki.mkdir(parents=True)
+    shutil.copy(pki / "CA" / "cacert.pem", daemon_pki / "ca-cert.pem")
+    shutil.copy(pki / "libvirt" / "servercert.pem", daemon_pki / "server-cert.pem")
+    shutil.copy(pki / "libvirt" / "private" / "serverkey.pem", daemon_pki / "server-key.pem")
+    bundle = (pki / "CA" / "cacert.pem").read_text() + (pki / "qemu" / "ca-cert.pem").read_text()
+    clients = {}
+    for name, cert, key in (
+        (
+            "libvirt",
+            pki / "libvirt" / "clientcert.pem",
+            pki / "libvirt" / "private" / "clientkey.pem",
+        ),
+        ("qemu", pki / "qemu" / "client-cert.pem", pki / "qemu" / "client-key.pem"),
+    ):
+        client = root / f"client-{name}"
+        client.mkdir()
+        (client / "cacert.pem").write_text(bundle)
+        shutil.copy(cert, client / "clientcert.pem")
+        shutil.copy(key, client / "clientkey.pem")
+        clients[name] = client
     daemon = tlslab.SessionDaemon(
         root=root / "daemon",
         libvirtd=tlslab.hardened_libvirtd(daemon_pki, ["O=hvguard,CN=hv0.example.test"]),
@@ -251,8 +312,15 @@ def libvirt_accepts_the_role_certificates(pki: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             daemon.start()
-            res = tlslab.run(["virsh", "-c", daemon.tls_uri("127.0.0.1", client), "uri"])
+            res = tlslab.run(
+                ["virsh", "-c", daemon.tls_uri("127.0.0.1", clients["libvirt"]), "uri"]
+            )
             assert res.rc == 0, res.text + daemon.log_tail()
+            offset = daemon.log_size()
+            res = tlslab.run(["virsh", "-c", daemon.tls_uri("127.0.0.1", clients["qemu"]), "uri"])
+            assert res.rc != 0, "libvirtd admitted QEMU's certificate: " + res.text
+            assert "Unable to read TLS confirmation" in res.text, res.text
+            assert "Failed to verify peer's certificate" in daemon.log_since(offset)
         finally:
             daemon.stop()
             shutil.rmtree(root, ignore_errors=True)

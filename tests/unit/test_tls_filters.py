@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -171,3 +172,87 @@ def test_expiry_from_slurp_results(pki):
     assert rows[2]["days_left"] == -1 and "error" in rows[2]
     late = f.hvguard_tls_expiry(results[:1], now="2099-01-01T00:00:00+00:00")
     assert late[0]["days_left"] < 0
+
+
+def test_qemu_dn_carries_its_unit_and_never_equals_the_libvirt_dn():
+    """HVG-MIG-001: QEMU's certificates carry OU=<unit>; the allow-list has libvirt's DNs only."""
+    assert f.hvguard_tls_subject("hv1", "org", "qemu-migration") == [
+        {"O": "org"},
+        {"OU": "qemu-migration"},
+        {"CN": "hv1"},
+    ]
+    qemu_dn = f.hvguard_tls_dn("hv1", "org", "qemu-migration")
+    assert qemu_dn == "O=org,OU=qemu-migration,CN=hv1"
+    assert qemu_dn not in f.hvguard_tls_dn_list({"hv1": {}}, ["hv1"], "org")
+
+
+def test_cert_info_and_validity_problem_cover_expired_and_not_yet_valid():
+    """HVG-MIG-001 (BYO): expired and not-yet-valid certificates are named, valid ones pass."""
+    ca = tlslab.CA.create("unit CA")
+    now = dt.datetime.now(dt.UTC)
+    fresh = ca.issue("ok", server=True)
+    expired = ca.issue("old", server=True, not_before=now - dt.timedelta(days=40), days=-10)
+    future = ca.issue("new", server=True, not_before=now + dt.timedelta(days=2), days=30)
+    assert f.hvguard_tls_cert_info(fresh.cert.decode())["valid_now"]
+    assert f.hvguard_tls_validity_problem(fresh.cert.decode(), "var") == ""
+    assert not f.hvguard_tls_cert_info(expired.cert.decode())["valid_now"]
+    assert f.hvguard_tls_validity_problem(expired.cert.decode(), "var").startswith("var expired on")
+    assert f.hvguard_tls_validity_problem(future.cert.decode(), "var").startswith(
+        "var is not valid before"
+    )
+    assert "var: not a PEM certificate" in f.hvguard_tls_validity_problem("junk", "var")
+
+
+def test_sans_problem_names_the_bad_value_or_is_empty():
+    assert f.hvguard_tls_sans_problem(["hv1"], ["10.0.0.1"]) == ""
+    assert "'10.0.0.300' is not an IP address" in f.hvguard_tls_sans_problem(
+        ["hv1"], ["10.0.0.300"]
+    )
+    assert "not a valid DNS name" in f.hvguard_tls_sans_problem(["bad_name!"], [])
+
+
+PORTS = {"hvguard_migration_tls_tls_port": 16514, "hvguard_migration_tls_tcp_port": 16509}
+
+
+def test_port_problems_default_ports_are_safe():
+    assert f.hvguard_tls_port_problems(PORTS, 49152, 49215, [22]) == []
+
+
+@pytest.mark.parametrize(
+    ("ports", "lo", "hi", "ssh", "needle"),
+    [
+        (PORTS, 1, 65535, [22], "includes the SSH port 22"),
+        (PORTS, 1, 65535, [22], "privileged ports"),
+        (PORTS, 1, 65535, [22], "hvguard_migration_tls_tls_port=16514 lies inside the migration"),
+        (PORTS, 49152, 49215, [22, 49160], "includes the SSH port 49160"),
+        (
+            {**PORTS, "hvguard_migration_tls_tcp_port": 22},
+            49152,
+            49215,
+            [22],
+            "tcp_port=22 is the SSH",
+        ),
+        (
+            {**PORTS, "hvguard_migration_tls_tls_port": 22},
+            49152,
+            49215,
+            [22],
+            "tls_port=22 is the SSH",
+        ),
+        (
+            {**PORTS, "hvguard_migration_tls_tls_port": 16509},
+            49152,
+            49215,
+            [22],
+            "are the same port",
+        ),
+        ({**PORTS, "hvguard_migration_tls_tls_port": 49200}, 49152, 49215, [22], "lies inside"),
+        (PORTS, 49300, 49152, [22], "min is greater than"),
+        (PORTS, 49152, 70000, [22], "port_max=70000 is not a TCP port"),
+        ({**PORTS, "hvguard_migration_tls_tcp_port": 0}, 49152, 49215, [22], "tcp_port=0 is not"),
+    ],
+)
+def test_port_problems_refuse_lockouts_and_collisions(ports, lo, hi, ssh, needle):
+    """HVG-MIG-005 (issue 8 finding 11): ranges/ports that would cut SSH or collide."""
+    problems = f.hvguard_tls_port_problems(ports, lo, hi, ssh)
+    assert any(needle in p for p in problems), problems
