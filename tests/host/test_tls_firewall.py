@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HVG-MIG-005 (issue 8 finding 11): the migration firewall touches no table but its own.
 
 The role's nftables file and boot unit are rendered by Ansible from the role itself, the
