@@ -116,6 +116,8 @@ elif cmd == "lvrename":
     set_active(lv, True)
 elif cmd == "lvchange":
     set_active(by_name(names[0]), "-ay" in opts)
+elif cmd == "lvmconfig":
+    print("issue_discards=%d" % st.get("issue_discards", 0))
 elif cmd == "lvremove" and "--test" in opts:
     if "maybe" in rest or "-Amaybe" in rest:
         sys.stderr.write("  Invalid argument for --autobackup: maybe\n")
@@ -452,6 +454,28 @@ def test_inactive_lv_is_checked_and_quarantined(fake, capsys):
     assert fake.run("vmvg/off") == 0
     assert "Do you really" not in capsys.readouterr().err
     assert fake.renamed() == ["vmvg/off"]
+
+
+@pytest.mark.parametrize(
+    ("name", "question"),
+    [("vmvg/off", "Do you really want to remove and DISCARD logical volume vmvg/off? [y/n]: "),
+     ("vmvg/vm1",
+      "Do you really want to remove and DISCARD active logical volume vmvg/vm1? [y/n]: ")],
+)  # fmt: skip
+def test_issue_discards_makes_lvm_ask_for_every_lv(fake, capsys, tmp_path, name, question):
+    """With devices/issue_discards=1 (HVG-STO-004 sets it) LVM asks before removing any LV,
+    inactive ones included ("remove and DISCARD"); the scrub VM's differential test found the
+    wrapper removing an inactive LV the real tool kept."""
+    state = tmp_path / "lvm-state.json"
+    st = json.loads(state.read_text())
+    st["issue_discards"] = 1
+    state.write_text(json.dumps(st))
+    assert fake.run(name, stdin="n\n") == 5
+    err = capsys.readouterr().err
+    assert err.startswith(question), err
+    assert fake.renamed() == []
+    assert fake.run("-f", name) == 0  # -f: no question, as with LVM
+    assert fake.renamed() == [name]
 
 
 def test_tenant_lv_with_reserved_prefix_is_removable(fake):
