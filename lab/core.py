@@ -2,6 +2,7 @@
 """Lab operations behind the CLI: up, down, status, inventory."""
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -110,6 +111,38 @@ def up(
             return existing
         log(f"'{name}' has stale state; tearing it down first")
         down(cache, name)
+    # Scenarios come up side by side (`make molecule`): everything they share - the SSH key,
+    # the KVM probe, slots and forward ports - is decided under one lock held until this
+    # scenario's QEMUs run (and so hold their ports), or two of them pick the same.
+    t0 = time.monotonic()
+    try:
+        with _teardown_on_signals():
+            with _allocation_lock(cache):
+                st = _allocate_and_start(cache, name, specs, ssh_port)
+            log(
+                f"booting {len(st.vms)} VM(s) with {st.accel} (serial logs under "
+                f"{paths.scenario_dir(cache, name)})"
+            )
+            vm.wait_ssh(cache, st, timeout)
+    except BaseException:
+        log(f"'{name}' failed to come up; tearing it down")
+        down(cache, name)
+        raise
+    log(f"'{name}' up in {time.monotonic() - t0:.0f}s")
+    return st
+
+
+@contextlib.contextmanager
+def _allocation_lock(cache: Path) -> Iterator[None]:
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / "up.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _allocate_and_start(
+    cache: Path, name: str, specs: list[VmSpec], ssh_port: int | None
+) -> ScenarioState:
     img = image.ensure_image(cache)
     pubkey = Path(f"{ensure_ssh_key(cache)}.pub").read_text()
     accel = select_accel(cache, img)
@@ -131,21 +164,11 @@ def up(
             )
         )
     scen = paths.scenario_dir(cache, name)
-    t0 = time.monotonic()
-    try:
-        with _teardown_on_signals():
-            state.save(cache, st)  # first, so `down` can clean up whatever follows
-            for v in st.vms:
-                vm.prepare_disks(img, v, v.dir(scen))
-                vm.start(st, v, v.dir(scen), net.mcast(slot), pubkey)
-                state.save(cache, st)
-            log(f"booting {len(st.vms)} VM(s) with {accel} (serial logs under {scen})")
-            vm.wait_ssh(cache, st, timeout)
-    except BaseException:
-        log(f"'{name}' failed to come up; tearing it down")
-        down(cache, name)
-        raise
-    log(f"'{name}' up in {time.monotonic() - t0:.0f}s")
+    state.save(cache, st)  # first, so `down` can clean up whatever follows
+    for v in st.vms:
+        vm.prepare_disks(img, v, v.dir(scen))
+        vm.start(st, v, v.dir(scen), net.mcast(slot), pubkey)
+        state.save(cache, st)
     return st
 
 

@@ -363,3 +363,56 @@ def test_rootfs_digest_ignores_guest_files_and_disk_but_not_packages():
     assert base.rootfs_digest() == recipe.Recipe(packages=("a",), disk_size_gib=9).rootfs_digest()
     assert base.rootfs_digest() != recipe.Recipe(packages=("a", "b")).rootfs_digest()
     assert base.digest() != recipe.Recipe(packages=("a",), guest_files={"x": "2"}).digest()
+
+
+# --- scenarios coming up side by side ----------------------------------------------------
+def _up_in_child(cache: Path, name: str, errors: Path) -> None:
+    try:
+        core.up(cache, name, [spec.VmSpec(name="hv1")], timeout=1, ssh_port=None)
+    except BaseException as exc:  # reported to the parent
+        errors.write_text(f"{name}: {exc!r}")
+        raise SystemExit(1) from exc
+
+
+def test_two_scenarios_coming_up_at_once_share_nothing_half_made(tmp_path, monkeypatch):
+    """`make molecule` boots default and scrub side by side on a fresh cache (CI): the SSH key,
+    the KVM probe, slots and ports must be decided one scenario at a time. Without the lock
+    both are inside at once (the marker below) and one ssh-keygen refuses to overwrite."""
+    import multiprocessing
+    import time
+
+    inside = tmp_path / "inside"
+
+    def fake_image(_cache: Path) -> Path:
+        inside.touch(exist_ok=False)  # FileExistsError: the other scenario is allocating too
+        time.sleep(0.3)
+        return tmp_path / "base.qcow2"
+
+    def fake_start(_st, v, _vmdir, _mcast, pubkey: str) -> None:
+        assert pubkey.startswith("ssh-ed25519 ")
+        v.pid = 1
+        inside.unlink()
+
+    monkeypatch.setenv(core.ACCEL_ENV, "tcg")
+    monkeypatch.setattr(core, "require", lambda _cmds: None)
+    monkeypatch.setattr(core.image, "ensure_image", fake_image)
+    monkeypatch.setattr(vm, "prepare_disks", lambda *_a: None)
+    monkeypatch.setattr(vm, "start", fake_start)
+    monkeypatch.setattr(vm, "wait_ssh", lambda *_a: None)
+    monkeypatch.setattr(vm, "is_our_qemu", lambda pid, _name: pid > 0)
+    cache = tmp_path / "cache"
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_up_in_child, args=(cache, n, tmp_path / f"{n}.err"))
+        for n in ("default", "scrub")
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    errors = [e.read_text() for e in tmp_path.glob("*.err")]
+    assert errors == []
+    assert [p.exitcode for p in procs] == [0, 0]
+    states = [core.state.load(cache, n) for n in ("default", "scrub")]
+    assert states[0].slot != states[1].slot
+    assert states[0].vms[0].ssh_port != states[1].vms[0].ssh_port
