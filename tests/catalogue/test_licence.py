@@ -88,3 +88,17 @@ def test_galaxy_metadata_names_the_same_licence() -> None:
     for meta in sorted((ROOT / "roles").glob("*/meta/main.yml")):
         info = (yaml.safe_load(meta.read_text(encoding="utf-8")) or {}).get("galaxy_info", {})
         assert info.get("license") == LICENCE, f"{meta.relative_to(ROOT)}: {info.get('license')}"
+
+
+def test_ruff_lints_every_python_file() -> None:
+    """`ruff check .` picks files by suffix: a Python executable without `.py` needs an
+    `extend-include` entry in pyproject.toml, or lint silently skips it."""
+    ruff = ROOT / ".venv" / "bin" / "ruff"
+    if not ruff.exists():
+        pytest.fail(f"{ruff} missing: run `make venv`")
+    out = subprocess.run(
+        [str(ruff), "check", "--show-files", "."], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    linted = {Path(line.strip()).resolve() for line in out.splitlines() if line.strip()}
+    missed = [p.relative_to(ROOT).as_posix() for p in python_files() if p.resolve() not in linted]
+    assert not missed, f"not linted by ruff (add them to extend-include): {missed}"
