@@ -102,6 +102,9 @@ class Task:
     conditions: tuple[str, ...] = ()
     installs: tuple[tuple[str, str | None], ...] = ()  # (dest, role file it comes from)
     handler: bool = False
+    # Every control ID Ansible puts on the task: its own tags plus those of enclosing blocks,
+    # imports and include `apply:` (Ansible merges them; `ids` keeps the nearest only).
+    effective_ids: tuple[str, ...] = ()
 
 
 def _module(keys: dict[str, yaml.Node]) -> str:
@@ -150,6 +153,7 @@ class _Context:
     when: tuple[str, ...]  # conditions of the enclosing blocks and includes
     role_dir: Path
     handler: bool
+    inherited: tuple[str, ...] = ()  # IDs Ansible merges into every task below
 
 
 def _walk(path: Path, ctx: _Context, seen: set[Path]) -> Iterator[Task]:
@@ -168,9 +172,10 @@ def _walk_items(
             continue
         own = _ids(_str_list(_value(keys.get("tags"))))
         ids = own or ctx.ids
+        merged = tuple(dict.fromkeys(ctx.inherited + own))
         when = ctx.when + _conditions(keys)
         if any(k in keys for k in BLOCK_KEYS):
-            inner = replace(ctx, ids=ids, when=when)
+            inner = replace(ctx, ids=ids, when=when, inherited=merged)
             for key in BLOCK_KEYS:
                 if isinstance(keys.get(key), yaml.SequenceNode):
                     yield from _walk_items(path, keys[key], inner, seen)
@@ -182,7 +187,9 @@ def _walk_items(
             if target and target.is_file() and target not in seen:
                 # import_tasks passes its tags on; include_tasks only those of `apply:`
                 passed = ids if kind == "import_tasks" else (_ids(apply) or ctx.ids)
-                yield from _walk(target, replace(ctx, ids=passed, when=when), seen)
+                inherit = merged if kind == "import_tasks" else ctx.inherited + _ids(apply)
+                inner = replace(ctx, ids=passed, when=when, inherited=tuple(dict.fromkeys(inherit)))
+                yield from _walk(target, inner, seen)
             continue
         module = _module(keys)
         yield Task(
@@ -194,6 +201,7 @@ def _walk_items(
             conditions=tuple(dict.fromkeys(when)),
             installs=_installs(module, _value(keys.get(module)), ctx.role_dir),
             handler=ctx.handler,
+            effective_ids=merged,
         )
 
 

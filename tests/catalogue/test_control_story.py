@@ -249,3 +249,44 @@ def test_orphan_page_is_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     (tmp_path / ("HVG-" + "OLD-001.md")).write_text("x")
     expected = {tmp_path / "HVG-MEM-001.md": "x"}
     assert [p.name for p in gen_docs.orphan_pages(expected)] == ["HVG-" + "OLD-001.md"]
+
+
+def _two_id_offenders(roles_dir: Path) -> list[str]:
+    bad = []
+    for role_dir in sorted(roles_dir.iterdir()):
+        if (role_dir / "tasks").is_dir():
+            for task in story.role_tasks(role_dir):
+                if len(task.effective_ids) > 1:
+                    bad.append(f"{task.file}:{task.line} {task.name!r}: {task.effective_ids}")
+    return bad
+
+
+def test_every_task_carries_at_most_one_control_id() -> None:
+    """Issue 10, bug 1: `include_tasks: {apply: {tags: [A, B]}}` put both IDs on every included
+    task, so one task's result (and evidence) was counted for two controls. Ansible merges
+    the tags of blocks, imports and `apply:` into each task: count those too."""
+    assert _two_id_offenders(ROOT / "roles") == []
+
+
+def test_two_id_rule_sees_inherited_tags(tmp_path: Path) -> None:
+    role = tmp_path / "roles" / "fake"
+    (role / "tasks").mkdir(parents=True)
+    (role / "tasks" / "main.yml").write_text(
+        textwrap.dedent("""\
+        - name: Include
+          ansible.builtin.include_tasks: {file: inc.yml, apply: {tags: [HVG-TST-001, HVG-TST-002]}}
+          tags: [HVG-TST-001, HVG-TST-002]
+        - name: Block
+          tags: [HVG-TST-003]
+          block:
+            - name: HVG-TST-004 | In a block of another control
+              ansible.builtin.debug: {}
+              tags: [HVG-TST-004]
+        """)
+    )
+    (role / "tasks" / "inc.yml").write_text(
+        "- name: HVG-TST-001 | Included\n  ansible.builtin.debug: {}\n  tags: [HVG-TST-001]\n"
+    )
+    bad = _two_id_offenders(tmp_path / "roles")
+    assert len(bad) == 2, bad
+    assert "('HVG-TST-001', 'HVG-TST-002')" in bad[0] and "HVG-TST-003" in bad[1]
