@@ -171,6 +171,9 @@ def test_audit_converge_idempotence_patch_audit(sandbox: Sandbox) -> None:
     assert "hvgtest-sec" in text and "40." in text
     assert "overdue" in text and "hvgtest-main" not in text.split('"pending_security"')[0]
     assert sandbox.qemu_name in json.dumps(controls(report)["HVG-PAT-004"])
+    messages = json.dumps(controls(report))
+    assert "security updates pending longer than 30 days: hvgtest-sec" in messages
+    assert "reboot pending for 40.0 days (over the deadline of 30 days)" in messages
 
     out, report = sandbox.run(check=False)
     dropin = (sandbox.etc / "apt.conf.d" / "52hvguard-unattended-upgrades").read_text()
