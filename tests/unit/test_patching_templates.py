@@ -29,7 +29,7 @@ ROLE = ROOT / "roles" / "hvguard_patching"
 DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 TASKS = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
 needs = {t: pytest.mark.skipif(shutil.which(t) is None, reason=f"{t} not installed")
-         for t in ("apt-config", "perl", "sh", "systemd-analyze")}  # fmt: skip
+         for t in ("apt-config", "perl", "sh")}  # fmt: skip
 
 # Debian 12's unattended-upgrades 2.9.1 defaults, in the parts that matter here: both the
 # plain "Debian" origin (point releases: not security) and the security origin.
@@ -143,7 +143,6 @@ def test_apt_validator_rejects_a_broken_dropin(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "Syntax error" in proc.stderr, proc.stderr
 
 
-@needs["systemd-analyze"]
 def test_maintenance_window_dropin_resets_and_sets_oncalendar(tmp_path: Path) -> None:
     text = render(
         "apt-daily-upgrade-window.conf.j2", hvguard_patching_maintenance_window="Sun *-*-* 03:00"
@@ -151,6 +150,8 @@ def test_maintenance_window_dropin_resets_and_sets_oncalendar(tmp_path: Path) ->
     lines = text.splitlines()
     assert lines.index("OnCalendar=") < lines.index("OnCalendar=Sun *-*-* 03:00")
     assert "RandomizedDelaySec=15m" in lines
+    if shutil.which("systemd-analyze") is None:
+        return  # the expression's own check needs systemd's parser; the rendering is checked
     proc = subprocess.run(
         ["systemd-analyze", "calendar", "Sun *-*-* 03:00"],
         capture_output=True, text=True, timeout=30, check=False,
