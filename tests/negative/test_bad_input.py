@@ -2,8 +2,9 @@
 """Bad input fails before the first change, with a message naming the variable.
 
 Every `cases*.yml` beside this file is a table of cases (see cases_memory.yml). Each case
-runs `playbooks/site.yml` (or the case's `playbook`) in check mode against this machine: the run must fail, no task
-may report `changed`, and the failure must mention every `expect` string.
+runs `playbooks/site.yml` (or the case's `playbook`) in check mode against this machine:
+the run must fail, no task may report `changed`, and the failure must mention every
+`expect` string.
 """
 
 from __future__ import annotations
