@@ -9,6 +9,7 @@ by path too, as the report callback does.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -58,8 +59,24 @@ def hvguard_report_failures(
     return failures
 
 
+def hvguard_bad_regexes(patterns: Any) -> list[str]:
+    """The entries of ``patterns`` that are not valid (Python) regular expressions."""
+    if not isinstance(patterns, (list, tuple)):
+        return [str(patterns)]
+    bad = []
+    for pattern in patterns:
+        try:
+            re.compile(str(pattern))
+        except re.error:
+            bad.append(str(pattern))
+    return bad
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"hvguard_report_failures": hvguard_report_failures}
+        return {
+            "hvguard_report_failures": hvguard_report_failures,
+            "hvguard_bad_regexes": hvguard_bad_regexes,
+        }

@@ -121,6 +121,7 @@ NO_EFFECT_PROOF_YET = {
     "HVG-STO-003": "thin_pool_zero: the thin cells pass because the engine zeroes the LVs",
     "HVG-STO-004": "issue_discards: the matrix prints the cell as INFO, asserts nothing",
     "HVG-STO-005": "fstrim.timer: nothing runs a trim and reads the freed blocks",
+    "HVG-PAT-005": "reboot pending: a fake sentinel and /boot, no kernel installed and booted",
 }
 
 

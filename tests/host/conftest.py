@@ -38,6 +38,10 @@ GUARDED = [
     "/etc/systemd/system",
     "/usr/local/sbin",
     "/usr/local/lib/hvguard",
+    "/etc/apt/apt.conf.d",
+    "/etc/needrestart",
+    "/etc/default/libvirt-guests",
+    "/var/lib/hvguard",
 ]
 
 

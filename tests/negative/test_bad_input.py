@@ -2,8 +2,9 @@
 """Bad input fails before the first change, with a message naming the variable.
 
 Every `cases*.yml` beside this file is a table of cases (see cases_memory.yml). Each case
-runs `playbooks/site.yml` in check mode against this machine: the run must fail, no task
-may report `changed`, and the failure must mention every `expect` string.
+runs `playbooks/site.yml` (or the case's `playbook`) in check mode against this machine:
+the run must fail, no task may report `changed`, and the failure must mention every
+`expect` string.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def load_cases() -> list[dict[str, Any]]:
 CASES = load_cases()
 
 
-def run_site(extra_vars: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run_site(
+    extra_vars: dict[str, Any], tmp_path: Path, playbook: str = "site.yml"
+) -> subprocess.CompletedProcess[str]:
     varfile = tmp_path / "vars.json"
     varfile.write_text(json.dumps(extra_vars))
     env = {
@@ -43,7 +46,7 @@ def run_site(extra_vars: dict[str, Any], tmp_path: Path) -> subprocess.Completed
         "ANSIBLE_NOCOLOR": "1",
     }
     return subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "playbooks/site.yml", "--check",
+        [str(VENV_BIN / "ansible-playbook"), f"playbooks/{playbook}", "--check",
          "-e", f"@{varfile}", "-e", "hvguard_target=hypervisors"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -58,7 +61,7 @@ def test_table_is_large_enough() -> None:
 def test_bad_input_is_rejected_before_any_change(case: dict[str, Any], tmp_path: Path) -> None:
     if case.get("requires_libvirt") and not shutil.which("libvirtd"):
         pytest.skip("needs the libvirt daemon binaries installed on this machine")
-    proc = run_site(case["vars"], tmp_path)
+    proc = run_site(case["vars"], tmp_path, case.get("playbook", "site.yml"))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"bad input accepted:\n{out[-3000:]}"
     assert "changed=0" in out, f"something changed before the error:\n{out[-3000:]}"

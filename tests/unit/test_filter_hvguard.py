@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from filter_plugins.hvguard import FilterModule, hvguard_report_failures
+from filter_plugins.hvguard import FilterModule, hvguard_bad_regexes, hvguard_report_failures
 
 REPORT = {
     "schema_version": "1.0",
@@ -41,3 +41,13 @@ def test_not_a_report_is_a_clear_error() -> None:
 
 def test_registered() -> None:
     assert "hvguard_report_failures" in FilterModule().filters()
+
+
+def test_bad_regexes_lists_only_the_invalid_ones() -> None:
+    assert hvguard_bad_regexes(["^qemu-", "linux-image-(", "[a-z", r"^virt(network|storage)d"]) == [
+        "linux-image-(",
+        "[a-z",
+    ]
+    assert hvguard_bad_regexes([]) == []
+    assert hvguard_bad_regexes("^qemu-") == ["^qemu-"]  # not a list: rejected as a whole
+    assert "hvguard_bad_regexes" in FilterModule().filters()
