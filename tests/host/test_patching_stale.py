@@ -29,7 +29,19 @@ from hvguard_loader import load_library, run_module
 mod = load_library("hvguard_patch_facts")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (/proc/PID/map_files)")
 
-PYTHON = os.path.realpath(shutil.which("python3") or sys.executable)
+
+def _python_elf() -> str:
+    """A real interpreter binary to copy (`python3` on PATH may be a pyenv shell shim)."""
+    for cand in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
+        path = os.path.realpath(cand) if cand else ""
+        if path and os.path.isfile(path):
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"\x7fELF":
+                    return path
+    raise RuntimeError("no ELF python3 interpreter found")
+
+
+PYTHON = _python_elf()
 SCRIPT = (
     "import ctypes, sys, time; ctypes.CDLL(sys.argv[1]); print('ready', flush=True); "
     "time.sleep(300)"
