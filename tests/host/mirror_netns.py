@@ -35,9 +35,13 @@ PORT = 7777
 ETH_P_ALL = 0x0003
 
 
-def sh(*argv: str, stdin: str | bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def sh(
+    *argv: str, stdin: str | bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     text = not isinstance(stdin, bytes)
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=text, timeout=120, check=False)
+    proc = subprocess.run(
+        argv, input=stdin, capture_output=True, text=text, timeout=120, check=False
+    )
     if check and proc.returncode != 0:
         raise RuntimeError(f"{argv}: rc={proc.returncode} {proc.stderr!r}")
     return proc
@@ -102,7 +106,9 @@ class Lab:
         sh("ip", "-n", self.ns[ns], *args)
 
     def nft(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        return sh("ip", "netns", "exec", self.ns["hv"], "nft", *args, stdin=stdin, check=check).stdout
+        return sh(
+            "ip", "netns", "exec", self.ns["hv"], "nft", *args, stdin=stdin, check=check
+        ).stdout
 
     def ruleset(self) -> str:
         return self.nft("list", "ruleset")
@@ -123,7 +129,7 @@ class Lab:
 
     def domain_xml(self, vm: str, name: str | None = None, uuid: str | None = None,
                    tap: str | None = None) -> str:  # fmt: skip
-        from xml.sax.saxutils import quoteattr, escape
+        from xml.sax.saxutils import escape, quoteattr
 
         uuid = uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"hvgm-{vm}"))
         tap = tap if tap is not None else f"vnet{vm.upper()}"
@@ -137,7 +143,19 @@ class Lab:
 
     def hook(self, domain: str, op: str, sub: str, xml: str | bytes) -> subprocess.CompletedProcess:
         env = ["env", f"HVGUARD_MIRROR_CONF={self.conf}"]
-        argv = ["ip", "netns", "exec", self.ns["hv"], *env, sys.executable, str(HOOK), domain, op, sub, "-"]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.ns["hv"],
+            *env,
+            sys.executable,
+            str(HOOK),
+            domain,
+            op,
+            sub,
+            "-",
+        ]
         return sh(*argv, stdin=xml if isinstance(xml, bytes) else xml.encode(), check=False)
 
     def start_domain(self, vm: str, **kw: Any) -> subprocess.CompletedProcess:
@@ -163,7 +181,7 @@ class Lab:
     @staticmethod
     def finish(proc: subprocess.Popen) -> dict[str, Any]:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        out, _err = proc.communicate(timeout=30)
         return json.loads(out.strip().splitlines()[-1])
 
     def send(self, ns: str, dst: str, marker: str, count: int, size: int = 64,

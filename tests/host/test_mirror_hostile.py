@@ -34,7 +34,9 @@ HOSTILE_NAMES = [
 
 LAUGHS = (
     '<?xml version="1.0"?><!DOCTYPE domain [<!ENTITY a "vnetA">'
-    + "".join(f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10 if i else "ha"}">' for i in range(10))
+    + "".join(
+        f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10 if i else "ha"}">' for i in range(10)
+    )
     + "]><domain><name>&l9;</name><uuid>0efb7cea-cc0f-5b85-9dcd-45750a331257</uuid>"
     "<devices><interface type='bridge'><target dev='&a;'/></interface></devices></domain>"
 )
