@@ -40,8 +40,8 @@ def facts(lab: Lab, vms: str = "ab", **extra_iface: Any) -> list[dict[str, Any]]
 
     out = []
     for vm in vms:
-        iface = {"type": "bridge", "source": "br0", "bridge": "br0", "target_dev": f"vnet{vm.upper()}",
-                 "mac": lab.macs[vm], "model": "virtio", **extra_iface}  # fmt: skip
+        iface = {"type": "bridge", "source": "br0", "bridge": "br0", "model": "virtio"}
+        iface.update(target_dev=f"vnet{vm.upper()}", mac=lab.macs[vm], **extra_iface)
         uuid = str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"hvgm-{vm}"))
         out.append({"name": f"vm-{vm}", "uuid": uuid, "state": "running", "interfaces": [iface]})
     return out
