@@ -185,9 +185,9 @@ class Lab:
         return json.loads(out.strip().splitlines()[-1])
 
     def send(self, ns: str, dst: str, marker: str, count: int, size: int = 64,
-             rate_pps: int = 0) -> None:  # fmt: skip
+             rate_pps: int = 0) -> dict[str, Any]:  # fmt: skip
         argv = [sys.executable, __file__, "send", dst, marker, str(count), str(size), str(rate_pps)]
-        sh("ip", "netns", "exec", self.ns[ns], *argv)
+        return json.loads(sh("ip", "netns", "exec", self.ns[ns], *argv).stdout.strip())
 
     def traffic(self, src: str, dst_ip: str, marker: str, count: int) -> dict[str, Any]:
         """Send ``count`` datagrams; what the sensor captured and the receiver got."""

@@ -149,6 +149,8 @@ def test_a_fresh_kernel_is_dark_until_the_reconnect_hook(lab: Lab) -> None:
     """Boot replay: the gate file alone (the boot unit's command) blocks VM ports before any
     hook ran; libvirt's reconnect hook then restores the mirror and the traffic passes."""
     lab.load_gate()
+    # A static neighbour: the dark phase must not leave a failed ARP entry behind.
+    lab.ip("out", "neigh", "replace", VMS["a"], "lladdr", lab.macs["a"], "dev", "eth0")
     assert lab.traffic("out", VMS["a"], "BA-", 5)["received"]["seen"] == {}
     proc = lab.hook("vm-a", "reconnect", "begin", lab.domain_xml("a"))
     assert proc.returncode == 0
