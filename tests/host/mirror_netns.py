@@ -111,7 +111,8 @@ class Lab:
         ).stdout
 
     def ruleset(self) -> str:
-        return self.nft("list", "ruleset")
+        """Stateless (-s): counters moved by stray frames do not make two listings differ."""
+        return self.nft("-s", "list", "ruleset")
 
     def load_gate(self, fail_open: bool = False, patterns: tuple[str, ...] = ("vnet*",)) -> None:
         import jinja2
