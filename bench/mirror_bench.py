@@ -120,12 +120,20 @@ def hook_cost(lab: Lab, rounds: int) -> dict[str, float]:
     for _ in range(rounds):
         t0 = time.monotonic()
         for op in ("prepare", "start", "started"):
-            assert lab.hook("vm-c", op, "begin", xml).returncode == 0
+            assert lab.hook("vm-c", op, "begin", xml, direct=True).returncode == 0
         times.append((time.monotonic() - t0) * 1000)
         assert lab.hook("vm-c", "release", "end", xml).returncode == 0
     # What the hook itself logged (its own nft + parsing, without `ip netns exec` + start-up).
     logged = [json.loads(x)["ms"] for x in (lab.tmp / "hook.log").read_text().splitlines()]
+    # The floor: `ip netns exec` + `env` + the interpreter doing nothing, same flags.
+    floor = []
+    for _ in range(rounds):
+        t0 = time.monotonic()
+        argv = ["ip", "netns", "exec", lab.ns["hv"], "env", "/usr/bin/python3", "-IS", "-c", ""]
+        subprocess.run(argv, check=True)
+        floor.append((time.monotonic() - t0) * 1000)
     return {
+        "exec_python_floor_ms_median": round(statistics.median(floor), 1),
         "start_three_calls_ms_median": round(statistics.median(times), 1),
         "start_three_calls_ms_max": round(max(times), 1),
         "one_call_inside_hook_ms_median": round(statistics.median(logged), 1),

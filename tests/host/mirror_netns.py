@@ -142,21 +142,14 @@ class Lab:
             "</interface></devices></domain>"
         )
 
-    def hook(self, domain: str, op: str, sub: str, xml: str | bytes) -> subprocess.CompletedProcess:
+    def hook(
+        self, domain: str, op: str, sub: str, xml: str | bytes, direct: bool = False
+    ) -> subprocess.CompletedProcess:
+        """Run the hook as libvirt does; ``direct`` execs it through its own #! line."""
         env = ["env", f"HVGUARD_MIRROR_CONF={self.conf}"]
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            self.ns["hv"],
-            *env,
-            sys.executable,
-            str(HOOK),
-            domain,
-            op,
-            sub,
-            "-",
-        ]
+        interpreter = [] if direct else [sys.executable]
+        argv = ["ip", "netns", "exec", self.ns["hv"], *env, *interpreter, str(HOOK)]
+        argv += [domain, op, sub, "-"]
         return sh(*argv, stdin=xml if isinstance(xml, bytes) else xml.encode(), check=False)
 
     def start_domain(self, vm: str, **kw: Any) -> subprocess.CompletedProcess:

@@ -136,7 +136,24 @@ def test_a_missing_monitor_refuses_the_start_fail_closed(lab: Lab) -> None:
 
 @pytest.mark.control("HVG-NET-001")
 def test_the_hook_prints_nothing_on_stdout(lab: Lab) -> None:
-    """For migrate/restore libvirt reads stdout as the new domain XML: it must stay empty."""
+    """For migrate/restore libvirt reads stdout as the new domain XML: it must stay empty.
+    prepare and started do nothing (and change nothing) but drain stdin."""
     for op in ("prepare", "migrate", "restore", "start", "started", "reconnect", "release"):
         proc = lab.hook("vm-a", op, "begin", lab.domain_xml("a"))
         assert (proc.returncode, proc.stdout) == (0, b""), (op, proc.stderr)
+        if op == "prepare":
+            assert "hvgm_vnetA" not in lab.ruleset()
+    big = lab.domain_xml("a").replace("</devices>", "<!--" + "x" * 8_000_000 + "--></devices>")
+    for op in ("prepare", "started", "no-such-op"):
+        assert lab.hook("vm-a", op, "begin", big).returncode == 0
+
+
+@pytest.mark.control("HVG-NET-001")
+def test_the_hook_runs_on_the_system_python_with_the_stdlib_only(lab: Lab) -> None:
+    """Exec'd through its own #! line (/usr/bin/python3 -IS: no site-packages, no PYTHON*
+    variables), as libvirt runs it on a hypervisor."""
+    assert Path("/usr/bin/python3").exists()
+    for op in ("prepare", "start", "started"):
+        proc = lab.hook("vm-a", op, "begin", lab.domain_xml("a"), direct=True)
+        assert proc.returncode == 0, proc.stderr
+    assert "hvgm_vnetA" in lab.ruleset()
