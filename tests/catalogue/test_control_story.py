@@ -118,6 +118,7 @@ NO_EFFECT_PROOF_YET = {
     "HVG-MEM-002": "KSM: no test shows two guests' identical pages staying unmerged",
     "HVG-MEM-003": "dump_guest_core: no test dumps a QEMU core and looks for guest RAM",
     "HVG-MIG-005": "firewall: no test reaches the TLS port from a non-peer while it listens",
+    "HVG-NET-003": "mirror boot: no lab VM reboots or restarts libvirtd with running domains",
     "HVG-STO-003": "thin_pool_zero: the thin cells pass because the engine zeroes the LVs",
     "HVG-STO-004": "issue_discards: the matrix prints the cell as INFO, asserts nothing",
     "HVG-STO-005": "fstrim.timer: nothing runs a trim and reads the freed blocks",

@@ -64,9 +64,22 @@ def normalised(report: dict) -> str:
     return engine.render_json(report)
 
 
+def planted_in_golden_catalogue() -> dict:
+    """The planted report over the controls the golden was written with: the goldens pin
+    the engine's output, not the catalogue (controls added since, e.g. HVG-NET-*, are left
+    out, as they did not exist when the callback wrote the golden)."""
+    golden_ids = set(json.loads((GOLDEN / "planted.json").read_text())["controls"])
+    saved = trr.CATALOGUE
+    trr.CATALOGUE = {cid: c for cid, c in saved.items() if cid in golden_ids}
+    try:
+        return trr.planted_report()[0]
+    finally:
+        trr.CATALOGUE = saved
+
+
 CASES = {
     "sample": trc.sample_report,
-    "planted": lambda: trr.planted_report()[0],
+    "planted": planted_in_golden_catalogue,
     **{f"single-{s}": (lambda s=s: trc.single_status_report(s)) for s in trc.PRECEDENCE},
 }
 
