@@ -48,7 +48,7 @@ def test_apply_without_inventory_refuses_the_controller(tmp_path: Path, args: li
     assert proc.returncode == 2, out[-3000:]
     assert REFUSED in out, out[-3000:]
     assert "hvguard_apply_to_controller=true" in out
-    assert "changed=0" in out and "ok=0" in out, out[-3000:]
+    assert "changed=0" in out and "failed=1" in out, out[-3000:]
     assert config_fingerprint() == before
 
 
