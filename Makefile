@@ -13,12 +13,12 @@ export HVGUARD_REPORT_DIR := $(abspath $(REPORT_DIR))
 # Debian packages the controller side needs (tests, lab). Kept in one place for .ci/run.
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages.txt)
 
-.PHONY: help venv deps audit audit-ci audit-local site-local lint unit test docs docs-check clean
+.PHONY: help venv deps audit audit-ci audit-local site-local lint unit test docs docs-check collection clean
 
 help:
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: requirements.txt requirements-runtime.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q -r requirements.txt
@@ -51,6 +51,11 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff
 unit: venv ## pytest: plugins, modules, callback, catalogue, negative tests, host tests
 	pytest -q tests
 
+COLLECTION_DIR ?= build/collection
+collection: venv ## Build the hvguard.kvm Ansible collection into dist/ (tools/build_collection.py)
+	$(BIN)/python tools/build_collection.py $(COLLECTION_DIR)
+	$(BIN)/ansible-galaxy collection build $(COLLECTION_DIR) --output-path dist --force
+
 docs: venv ## Regenerate docs/controls.md and the role READMEs
 	$(BIN)/python tools/gen_docs.py
 
@@ -72,4 +77,4 @@ test: venv ## Everything CI runs: lint, pytest, Molecule scenarios
 	done; printf "::: make test stages:$$summary\n"
 
 clean:
-	rm -rf $(REPORT_DIR) .pytest_cache
+	rm -rf $(REPORT_DIR) .pytest_cache build dist

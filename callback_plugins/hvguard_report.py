@@ -112,10 +112,18 @@ options:
 ENGINE = "hvguard_reporting"
 
 
+def _engine_dir() -> Path:
+    """``../hvguard_reporting`` in this checkout (callback_plugins/), or at the top of the
+    installed collection (plugins/callback/, see tools/build_collection.py)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[1] / ENGINE, here.parents[2] / ENGINE]
+    return next((c for c in candidates if (c / "__init__.py").is_file()), candidates[0])
+
+
 def _load_engine() -> ModuleType:
-    """Import the engine package from this checkout (``../hvguard_reporting``). Another copy
-    already imported under that name is refused: statuses from two engines never mix."""
-    pkg = Path(__file__).resolve().parent.parent / ENGINE
+    """Import the engine package from this checkout or collection (``_engine_dir``). Another
+    copy already imported under that name is refused: statuses from two engines never mix."""
+    pkg = _engine_dir()
     loaded = sys.modules.get(ENGINE)
     if loaded is not None:
         if Path(loaded.__file__ or "").resolve().parent != pkg:

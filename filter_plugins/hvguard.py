@@ -21,7 +21,11 @@ _ENGINE = "hvguard_reporting"
 def _engine() -> ModuleType:
     if _ENGINE in sys.modules:
         return sys.modules[_ENGINE]
-    pkg = Path(__file__).resolve().parent.parent / _ENGINE
+    # ../hvguard_reporting in this checkout, or at the top of the installed collection
+    # (plugins/filter/hvguard.py there, see tools/build_collection.py).
+    here = Path(__file__).resolve()
+    candidates = [here.parents[1] / _ENGINE, here.parents[2] / _ENGINE]
+    pkg = next((c for c in candidates if (c / "__init__.py").is_file()), candidates[0])
     spec = importlib.util.spec_from_file_location(
         _ENGINE, pkg / "__init__.py", submodule_search_locations=[str(pkg)]
     )

@@ -17,7 +17,10 @@ _NAME = "_hvguard_reporting_redact"
 def _load() -> Any:
     if _NAME in sys.modules:
         return sys.modules[_NAME]
-    path = ROOT / "module_utils" / "hvguard_redact.py"
+    # module_utils/ in this checkout, plugins/module_utils/ in the collection
+    # (tools/build_collection.py); a missing file still fails the import.
+    candidates = [ROOT / d / "hvguard_redact.py" for d in ("module_utils", "plugins/module_utils")]
+    path = next((c for c in candidates if c.is_file()), candidates[0])
     spec = importlib.util.spec_from_file_location(_NAME, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"hvguard_report: cannot load the redaction rules from {path}")

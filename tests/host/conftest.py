@@ -4,6 +4,8 @@
 Two guards keep that honest:
 - ``other_roles_off(role)``: site.yml applies every role, so a test of one role turns every
   other role's control toggles off (from the catalogue, so a new role is covered by default).
+  It also opts in to applying to this machine (``hvguard_apply_to_controller``): site.yml
+  refuses the controller otherwise, and these tests apply to sandboxes on purpose.
 - ``host_config_untouched``: a session-wide fixture that fails the run if any host test
   changed the system configuration a role would manage (a sandbox leak is a real change on
   whoever runs the tests, CI included).
@@ -46,8 +48,10 @@ GUARDED = [
 
 
 def other_roles_off(role: str) -> dict[str, bool]:
-    """Toggle variables of every control that does not belong to ``role``, all False."""
-    return {c["variable"]: False for c in CATALOGUE["controls"] if c["role"] != role}
+    """Toggle variables of every control that does not belong to ``role``, all False, plus
+    the opt-in that lets site.yml apply to this machine (the sandboxes are the target)."""
+    off = {c["variable"]: False for c in CATALOGUE["controls"] if c["role"] != role}
+    return {**off, "hvguard_apply_to_controller": True}
 
 
 def config_fingerprint(paths: list[str] = GUARDED) -> dict[str, str]:

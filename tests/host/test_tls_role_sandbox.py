@@ -242,7 +242,14 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
     }
     old = {k: c.read_text() for k, (c, _, _) in paths.items()}
     keys = {k: key.read_text() for k, (_, key, _) in paths.items()}
-    run(sandbox, "rotate", check=False, playbook=ROTATE_PLAYBOOK, hvguard_rotate_all=True)
+    run(
+        sandbox,
+        "rotate",
+        check=False,
+        playbook=ROTATE_PLAYBOOK,
+        hvguard_rotate_all=True,
+        hvguard_apply_to_controller=True,
+    )  # the sandbox is this machine
     for name, (cert, key, ca) in paths.items():
         new = cert.read_text()
         assert new != old[name], name
