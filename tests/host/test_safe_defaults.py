@@ -38,8 +38,10 @@ def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ["playbooks/site.yml", "--tags", "HVG-MEM-001"],
         ["playbooks/site.yml", "-e", "hvguard_target=localhost"],
         ["playbooks/rotate_certs.yml"],
+        ["playbooks/patching.yml"],
+        ["playbooks/mirror.yml"],
     ],
-    ids=["site", "site-tags", "site-target-localhost", "rotate"],
+    ids=["site", "site-tags", "site-target-localhost", "rotate", "patching", "mirror"],
 )
 def test_apply_without_inventory_refuses_the_controller(tmp_path: Path, args: list[str]) -> None:
     before = config_fingerprint()
