@@ -18,6 +18,7 @@ ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "msg": {"type": "str", "default": ""},
     "evidence": {"type": "raw"},
     "fail_on_drift": {"type": "bool", "default": False},
+    "remedy": {"type": "str"},
 }
 
 
@@ -49,7 +50,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def finding(compliant: bool, msg: str, evidence: Any, fail_on_drift: bool) -> dict[str, Any]:
+def finding(
+    compliant: bool, msg: str, evidence: Any, fail_on_drift: bool, remedy: str | None = None
+) -> dict[str, Any]:
     """The task result for a finding (pure: unit-tested without Ansible objects)."""
     status = "compliant" if compliant else "drift"
     result: dict[str, Any] = {
@@ -58,6 +61,8 @@ def finding(compliant: bool, msg: str, evidence: Any, fail_on_drift: bool) -> di
         "msg": msg or status,
         "evidence": evidence,
     }
+    if remedy and not compliant:
+        result["hvguard_remedy"] = remedy
     if fail_on_drift and not compliant:
         result["failed"] = True
         result["msg"] = f"drift: {msg}" if msg else "drift"
@@ -82,6 +87,7 @@ class ActionModule(ActionBase):
                 args.get("msg") or "",
                 args.get("evidence"),
                 bool(args.get("fail_on_drift")),
+                args.get("remedy") or None,
             )
         )
         return result

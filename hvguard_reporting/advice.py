@@ -14,11 +14,29 @@ AUDIT = "ansible-playbook playbooks/audit.yml"
 
 
 def action(
-    control: str, meta: Mapping[str, Any], host: str, status: str, domains: list[str] | None
+    control: str,
+    meta: Mapping[str, Any],
+    host: str,
+    status: str,
+    domains: list[str] | None,
+    remedy: str | None = None,
 ) -> dict[str, Any]:
-    """The ``action`` of a failing cell (JSON schema 1.1)."""
+    """The ``action`` of a failing cell (JSON schema 1.1). ``remedy``: the finding's manual
+    fix when applying the pack cannot fix the cell on this host (``manual`` is then true)."""
     limit = f"--tags {control} --limit {shlex.quote(host)}"
     reboot = bool(meta.get("reboot"))
+    if remedy:
+        return {
+            "command": f"by hand: {remedy}",
+            "verify": f"{AUDIT} {limit}",
+            "first": None,
+            "disruption": meta.get("disruption"),
+            "reboot": reboot,
+            "running_domains": domains,
+            "impact": "applying hvguard does not fix this on this host; "
+            + impact(meta, domains),
+            "manual": True,
+        }
     return {
         "command": f"{APPLY} {limit}",
         "verify": f"{AUDIT} {limit}",

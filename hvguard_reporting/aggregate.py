@@ -41,6 +41,7 @@ class Cell:
     size: int = 0
     seen: bool = False
     duration: float = 0.0
+    remedy: str | None = None  # a finding's manual fix (the pack cannot apply it here)
 
     def add(
         self, status: str, entries: list[dict[str, Any]], cap: int, duration: float = 0.0
@@ -81,7 +82,8 @@ class Cell:
         self.size += size
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        extra = {"remedy": self.remedy} if self.remedy else {}
+        return extra | {
             "status": self.status,
             "results": self.results,
             "evidence": list(self.evidence),
@@ -185,6 +187,8 @@ class Aggregator:
             host_cells = self.cells.setdefault(host, {})
             cell = host_cells.setdefault(cid, Cell())
             cell.add(status, entries, self.evidence_max, duration)
+            if status in FAILING and result.get("hvguard_remedy"):
+                cell.remedy = clip(as_text(result["hvguard_remedy"]), 1024)
         if stops_host and self.plays:
             msg = as_text(result.get("msg")) or outcome
             self.plays[-1].stopped.setdefault(host, {"task": task, "msg": clip(msg, 2048)})
@@ -301,9 +305,10 @@ def build_report(
         controls = dict(sorted(cells.get(host, {}).items()))
         domains = agg.domains.get(host)
         for cid, cell in controls.items():
+            remedy = cell.pop("remedy", None)
             if cell["status"] in FAILING:
                 meta = agg.catalogue[cid]
-                cell["action"] = action(cid, meta, host, cell["status"], domains)
+                cell["action"] = action(cid, meta, host, cell["status"], domains, remedy)
         hosts[host] = {
             "reboot_required": agg.reboot.get(host),
             "running_domains": domains,

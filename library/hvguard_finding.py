@@ -35,6 +35,12 @@ options:
     description: Fail the task (and so the host) when the control is not compliant.
     type: bool
     default: false
+  remedy:
+    description:
+      - What fixes the drift when applying the pack cannot on this host (for example a boot
+        loader hvguard does not configure). The report shows it as the cell's fix, marked
+        manual, instead of the C(site.yml) command.
+    type: str
 attributes:
   check_mode:
     support: full

@@ -366,3 +366,32 @@ def test_hvg_mem_004_plain_swap_is_drift_zram_and_dm_crypt_compliant(sandbox: Pa
         if name == "mixed":
             assert "/dev/zram0" not in messages and "/dev/dm-1" not in messages, messages
     assert found == {name: case[1] for name, case in SWAP_CASES.items()}
+
+
+@pytest.mark.control("HVG-MEM-001")
+@pytest.mark.parametrize("loader", ["systemd-boot", "none"])
+def test_hvg_mem_001_without_grub_the_advice_is_manual_and_no_reboot_is_pending(
+    sandbox: Path, loader: str
+) -> None:
+    """Issue 10, bug 4: without a GRUB drop-in directory the role writes nothing, so "reboot
+    pending" and the site.yml fix were wrong advice; the cell says what fixes it by hand,
+    and nothing reboots (reboot allowed, no domains)."""
+    plain = "BOOT_IMAGE=/vmlinuz root=/dev/vda ro quiet"
+    host_facts = facts(plain)
+    host_facts["boot"] = {"loader": loader, "grub_dropin_dir": None, "update_cmd": None}
+    out, report = run(
+        "site.yml", sandbox, plain,
+        overrides={"hvguard": host_facts, "hvguard_memory_reboot_ok": True},
+    )  # fmt: skip
+    host = report["hosts"]["localhost"]
+    cell = host["controls"]["HVG-MEM-001"]
+    assert cell["status"] == "drift"
+    assert host["reboot_required"] is False
+    assert not (sandbox / "etc/grub.d/90-hvguard-memory.cfg").exists()
+    assert REBOOT_REACHED not in out and GUARD_REFUSED not in out
+    msgs = " ".join(str(e.get("msg")) for e in cell["evidence"])
+    assert "reboot pending" not in msgs and f"boot loader {loader}" in msgs, msgs
+    action = cell["action"]
+    assert action["manual"] is True
+    assert action["command"].startswith("by hand: add init_on_free=1 to the kernel command")
+    assert "site.yml" not in action["command"]

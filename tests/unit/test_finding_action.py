@@ -135,3 +135,23 @@ def test_adhoc_fail_on_drift(tmp_path) -> None:
     rc, res = adhoc(tmp_path, '{"compliant": false, "fail_on_drift": true}')
     assert rc == 2
     assert res["hvguard_status"] == "drift"
+
+
+def test_remedy_rides_on_drift_only() -> None:
+    """A manual fix (issue 10, bug 4) is carried to the report only while the control fails."""
+    assert hf.finding(False, "m", None, False, "add x by hand")["hvguard_remedy"] == "add x by hand"
+    assert "hvguard_remedy" not in hf.finding(True, "m", None, False, "add x by hand")
+    assert "hvguard_remedy" not in hf.finding(False, "m", None, False, None)
+
+
+def test_a_remedy_becomes_the_cells_manual_action() -> None:
+    from hvguard_reporting import advice
+
+    meta = {"disruption": "medium", "reboot": True}
+    plain = advice.action("HVG-MEM-001", meta, "hv1", "drift", [])
+    manual = advice.action("HVG-MEM-001", meta, "hv1", "drift", [], remedy="add x, reboot")
+    assert plain["command"].startswith("ansible-playbook playbooks/site.yml")
+    assert "manual" not in plain
+    assert manual["manual"] is True and manual["command"] == "by hand: add x, reboot"
+    assert manual["verify"] == plain["verify"]
+    assert manual["impact"].startswith("applying hvguard does not fix this on this host")
