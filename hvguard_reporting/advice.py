@@ -33,8 +33,7 @@ def action(
             "disruption": meta.get("disruption"),
             "reboot": reboot,
             "running_domains": domains,
-            "impact": "applying hvguard does not fix this on this host; "
-            + impact(meta, domains),
+            "impact": "applying hvguard does not fix this on this host; " + impact(meta, domains),
             "manual": True,
         }
     return {
