@@ -38,7 +38,7 @@ import tlslab  # noqa: E402
 ANSIBLE = ROOT / ".venv" / "bin" / "ansible-playbook"
 ROLE_PLAYBOOK = ROOT / "tests" / "fixtures" / "tls" / "role.yml"
 ROTATE_PLAYBOOK = ROOT / "playbooks" / "rotate_certs.yml"
-CONTROLS = [f"HVG-MIG-00{i}" for i in (1, 2, 3, 4, 6)]
+CONTROLS = [f"HVG-MIG-00{i}" for i in (1, 2, 3, 4, 6, 7, 8)]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0
