@@ -643,6 +643,33 @@ def hvguard_tls_revocation_problems(
     return problems
 
 
+def hvguard_tls_revocations_add(
+    existing: Iterable[Mapping[str, Any]] | None,
+    found: Iterable[Mapping[str, Any]],
+    reason: str,
+    date: str,
+) -> list[dict[str, Any]]:
+    """The revocation list plus an entry for every ledger record in `found` that it does
+    not list yet (decommission.yml); existing entries are kept as they are."""
+    out = [dict(e) for e in existing or []]
+    known = {(str(e.get("ca", "fleet")), hvguard_tls_serial(e.get("serial"))) for e in out}
+    for record in found:
+        key = (str(record["ca"]), hvguard_tls_serial(record["serial"]))
+        if key in known:
+            continue
+        known.add(key)
+        out.append(
+            {
+                "ca": key[0],
+                "serial": key[1],
+                "name": record.get("cn", ""),
+                "date": date,
+                "reason": reason,
+            }
+        )
+    return out
+
+
 def hvguard_tls_crl_audit(
     slurped: Iterable[Mapping[str, Any]],
     expected: Mapping[str, str],
@@ -715,4 +742,5 @@ class FilterModule:
             "hvguard_tls_ledger_records": hvguard_tls_ledger_records,
             "hvguard_tls_revocation_problems": hvguard_tls_revocation_problems,
             "hvguard_tls_crl_audit": hvguard_tls_crl_audit,
+            "hvguard_tls_revocations_add": hvguard_tls_revocations_add,
         }
