@@ -66,6 +66,19 @@ def _host_cn(hostvars: Mapping[str, Any], host: str, cn_var: str) -> str:
     return str(value)
 
 
+def hvguard_tls_peer_names(
+    hostvars: Mapping[str, Any],
+    hosts: Iterable[str] | None,
+    cn_var: str = "hvguard_migration_tls_fqdn",
+) -> list[str]:
+    """Every name a group member's certificates carry as CN, and its inventory name."""
+    names = set()
+    for host in hosts or []:
+        names.add(str(host))
+        names.add(_host_cn(hostvars, str(host), cn_var))
+    return sorted(names)
+
+
 def hvguard_tls_dn_list(
     hostvars: Mapping[str, Any],
     hosts: Iterable[str] | None,
@@ -371,6 +384,336 @@ def hvguard_tls_port_problems(
     return problems
 
 
+# --- revocation (HVG-MIG-007/008) ----------------------------------------------------------
+# Revocation reasons x509_crl knows (the names revocation entries may use).
+CRL_REASONS = (
+    "unspecified",
+    "key_compromise",
+    "ca_compromise",
+    "affiliation_changed",
+    "superseded",
+    "cessation_of_operation",
+    "certificate_hold",
+    "privilege_withdrawn",
+    "aa_compromise",
+)
+CRL_CAS = ("fleet", "qemu")
+_LEDGER_NAME = re.compile(r"^(?P<ca>[a-z]+)-(?P<serial>[0-9a-f]+)\.pem$")
+
+
+def hvguard_tls_serial(value: Any) -> str:
+    """A serial number as hvguard_tls_cert_info prints it: lowercase hex, no leading zeros.
+
+    Accepts an int, hex with or without colons (``01:AF``, ``1af``) or a ``0x`` prefix.
+    """
+    if isinstance(value, bool):
+        raise AnsibleFilterError(f"not a serial number: {value!r}")
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip().lower().replace(":", "")
+        text = text[2:] if text.startswith("0x") else text
+        if not text or not re.fullmatch(r"[0-9a-f]+", text):
+            raise AnsibleFilterError(f"not a serial number (hex): {value!r}")
+        number = int(text, 16)
+    if number <= 0:
+        raise AnsibleFilterError(f"not a serial number (must be positive): {value!r}")
+    return f"{number:x}"
+
+
+def _octets(serial: str) -> str:
+    text = serial if len(serial) % 2 == 0 else "0" + serial
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2)).upper()
+
+
+def _load_crl(pem: str) -> Any:
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_crl(str(pem).encode())
+    except ValueError as exc:
+        raise AnsibleFilterError(f"not a PEM CRL: {exc}") from exc
+
+
+def hvguard_tls_crl_signed_by(crl_pem: str, ca_pem: str) -> bool:
+    """True when `ca_pem` signed `crl_pem` (issuer name match and a valid signature).
+
+    libvirt (GnuTLS) silently ignores a CRL of another CA, which would revoke nothing.
+    """
+    crl = _load_crl(crl_pem)
+    ca = _load_cert(ca_pem)
+    if crl.issuer != ca.subject:
+        return False
+    try:
+        return bool(crl.is_signature_valid(ca.public_key()))
+    except (ValueError, TypeError, Exception):
+        return False
+
+
+def hvguard_tls_crl_info(pem: str, ca_pem: str = "", now: str | None = None) -> dict[str, Any]:
+    """Issuer, lastUpdate/nextUpdate, days until nextUpdate, revoked serials, digest.
+
+    An empty `pem` gives ``{"missing": True, "days_left": -1}``; with `ca_pem`,
+    ``signed_by_ca`` says whether that CA signed it.
+    """
+    if not str(pem or "").strip():
+        return {"missing": True, "days_left": -1, "revoked": []}
+    crl = _load_crl(pem)
+    when = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    next_update = crl.next_update_utc
+    info: dict[str, Any] = {
+        "issuer": crl.issuer.rfc4514_string(),
+        "last_update": crl.last_update_utc.isoformat(),
+        "next_update": next_update.isoformat() if next_update else None,
+        # No nextUpdate at all: never "fresh" (peers cannot tell how old it is).
+        "days_left": (next_update - when).days if next_update else -1,
+        "expired": bool(next_update and next_update < when),
+        "revoked": sorted(f"{r.serial_number:x}" for r in crl),
+        "sha256": hashlib.sha256(crl.public_bytes(_der())).hexdigest(),
+    }
+    if ca_pem:
+        info["signed_by_ca"] = hvguard_tls_crl_signed_by(pem, ca_pem)
+    return info
+
+
+def _der() -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.DER
+
+
+def hvguard_tls_name_ordered(cert_pem: str) -> list[dict[str, str]]:
+    """The certificate's subject as x509_crl's ``issuer_ordered`` (a CRL of that CA)."""
+    cert = _load_cert(cert_pem)
+    out: list[dict[str, str]] = []
+    for attr in cert.subject:
+        # rfc4514_attribute_name: CN, O, OU, C, ST, L ... (x509_crl's names), else the OID.
+        out.append({attr.rfc4514_attribute_name: str(attr.value)})
+    return out
+
+
+def hvguard_tls_crl_entries(revoked: Iterable[Mapping[str, Any]], ca: str) -> list[dict[str, Any]]:
+    """x509_crl ``revoked_certificates`` for one CA from the revocation list."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for entry in revoked or []:
+        if str(entry.get("ca", "fleet")) != ca:
+            continue
+        serial = hvguard_tls_serial(entry.get("serial"))
+        if serial in seen:
+            continue
+        seen.add(serial)
+        item: dict[str, Any] = {"serial_number": _octets(serial)}
+        if entry.get("date"):
+            item["revocation_date"] = str(entry["date"])
+        if entry.get("reason"):
+            item["reason"] = str(entry["reason"])
+        out.append(item)
+    return out
+
+
+def hvguard_tls_ledger(directory: str) -> list[dict[str, Any]]:
+    """The controller's record of issued certificates: ``<dir>/<ca>-<serial>.pem`` files.
+
+    Each entry: ca, serial, subject, cn, not_after. A missing directory is an empty ledger.
+    """
+    from pathlib import Path
+
+    from cryptography.x509.oid import NameOID
+
+    root = Path(str(directory)).expanduser()
+    out: list[dict[str, Any]] = []
+    if not root.is_dir():
+        return out
+    for path in sorted(root.iterdir()):
+        match = _LEDGER_NAME.match(path.name)
+        if not match:
+            continue
+        try:
+            cert = _load_cert(path.read_text())
+        except (OSError, AnsibleFilterError):
+            continue
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        out.append(
+            {
+                "ca": match["ca"],
+                "serial": f"{cert.serial_number:x}",
+                "subject": cert.subject.rfc4514_string(),
+                "cn": str(cns[0].value) if cns else "",
+                "not_after": cert.not_valid_after_utc.isoformat(),
+            }
+        )
+    return out
+
+
+def hvguard_tls_ledger_records(
+    signed: Iterable[Mapping[str, Any]],
+    current: Iterable[Mapping[str, Any]],
+    cas: Mapping[str, str],
+) -> list[dict[str, str]]:
+    """Certificates to record in the ledger: those just signed (x509_certificate_pipe
+    results) and those deployed on the host (slurp results), kept only when the named CA
+    really issued them. Each: ca, serial, pem."""
+    pairs: list[tuple[str, str]] = []
+    for res in signed or []:
+        if res.get("certificate"):
+            pairs.append((str(res["item"]["item"]["ca"]), str(res["certificate"])))
+    for res in current or []:
+        if res.get("content"):
+            pem = base64.b64decode(res["content"]).decode(errors="replace")
+            pairs.append((str(res["item"]["ca"]), pem))
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for ca, pem in pairs:
+        ca_pem = cas.get(ca, "")
+        if not ca_pem or "BEGIN CERTIFICATE" not in pem:
+            continue
+        try:
+            if not hvguard_tls_signed_by(pem, ca_pem):
+                continue
+            serial = f"{_load_cert(pem).serial_number:x}"
+        except AnsibleFilterError:
+            continue
+        out[(ca, serial)] = {"ca": ca, "serial": serial, "pem": pem.strip() + "\n"}
+    return list(out.values())
+
+
+def hvguard_tls_revocation_problems(
+    revoked: Any,
+    ledger: Iterable[Mapping[str, Any]],
+    peer_names: Iterable[str],
+    cas: Iterable[str],
+) -> list[str]:
+    """Why the revocation list cannot be applied ([] when it can).
+
+    - every entry is a mapping with a known CA (one the role signs CRLs for) and a serial;
+    - the serial is in the controller's ledger of that CA (a serial it never issued is a
+      typo that would revoke nothing);
+    - the certificate's holder is not still a peer (group member), unless the entry says
+      ``superseded: true`` (its host got a new certificate and stays).
+    """
+    if revoked in (None, ""):
+        return []
+    if not isinstance(revoked, list):
+        return [f"must be a list of {{ca, serial, ...}} entries, got {type(revoked).__name__}"]
+    issued = {(str(e["ca"]), str(e["serial"])): e for e in ledger}
+    peers = {str(p) for p in peer_names}
+    signing = set(cas)
+    problems: list[str] = []
+    for index, entry in enumerate(revoked):
+        where = f"entry {index + 1}"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{where} is not a mapping: {entry!r}")
+            continue
+        ca = str(entry.get("ca", "fleet"))
+        if ca not in CRL_CAS:
+            problems.append(f"{where}: ca must be one of {', '.join(CRL_CAS)}, got {ca!r}")
+            continue
+        if ca not in signing:
+            problems.append(
+                f"{where}: the role does not sign the {ca} CA's CRL (bring-your-own CA without"
+                " its key): revoke it in your CA and give its CRL in hvguard_migration_tls_ca_crl"
+            )
+            continue
+        try:
+            serial = hvguard_tls_serial(entry.get("serial"))
+        except AnsibleFilterError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        reason = entry.get("reason")
+        if reason and reason not in CRL_REASONS:
+            problems.append(
+                f"{where}: reason must be one of {', '.join(CRL_REASONS)}, got {reason!r}"
+            )
+        record = issued.get((ca, serial))
+        if record is None:
+            problems.append(
+                f"{where}: the {ca} CA never issued serial {serial} (not in the controller's"
+                " ledger of issued certificates)"
+            )
+            continue
+        if record["cn"] in peers and not entry.get("superseded"):
+            problems.append(
+                f"{where}: serial {serial} is {record['cn']}'s certificate and {record['cn']} is"
+                " still in the hypervisor group: remove the host from the group first"
+                " (playbooks/decommission.yml), or mark the entry superseded: true when the"
+                " host stays and gets a new certificate"
+            )
+    return problems
+
+
+def hvguard_tls_revocations_add(
+    existing: Iterable[Mapping[str, Any]] | None,
+    found: Iterable[Mapping[str, Any]],
+    reason: str,
+    date: str,
+) -> list[dict[str, Any]]:
+    """The revocation list plus an entry for every ledger record in `found` that it does
+    not list yet (decommission.yml); existing entries are kept as they are."""
+    out = [dict(e) for e in existing or []]
+    known = {(str(e.get("ca", "fleet")), hvguard_tls_serial(e.get("serial"))) for e in out}
+    for record in found:
+        key = (str(record["ca"]), hvguard_tls_serial(record["serial"]))
+        if key in known:
+            continue
+        known.add(key)
+        out.append(
+            {
+                "ca": key[0],
+                "serial": key[1],
+                "name": record.get("cn", ""),
+                "date": date,
+                "reason": reason,
+            }
+        )
+    return out
+
+
+def hvguard_tls_crl_audit(
+    slurped: Iterable[Mapping[str, Any]],
+    expected: Mapping[str, str],
+    warn_days: int,
+    now: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per deployed CRL (slurp results, item = path): present, matches the controller's
+    (`expected`: path -> PEM, '' when the controller has none), nextUpdate and its margin.
+
+    ``problem`` names what is wrong: missing, unreadable, differs, stale, expired.
+    """
+    out: list[dict[str, Any]] = []
+    for res in slurped:
+        path = str(res.get("item") or res.get("source") or "?")
+        want = str(expected.get(path, "") or "")
+        entry: dict[str, Any] = {"path": path}
+        content = res.get("content")
+        if not content:
+            entry.update(missing=True, days_left=-1, problem="missing")
+            out.append(entry)
+            continue
+        pem = base64.b64decode(content).decode(errors="replace")
+        try:
+            info = hvguard_tls_crl_info(pem, now=now)
+        except AnsibleFilterError as exc:
+            entry.update(error=str(exc), days_left=-1, problem="unreadable")
+            out.append(entry)
+            continue
+        entry.update({k: info[k] for k in ("issuer", "next_update", "days_left", "revoked")})
+        entry["sha256"] = info["sha256"]
+        if want.strip():
+            want_info = hvguard_tls_crl_info(want, now=now)
+            entry["controller_sha256"] = want_info["sha256"]
+            entry["matches_controller"] = want_info["sha256"] == info["sha256"]
+        if info["expired"]:
+            entry["problem"] = "expired"
+        elif want.strip() and not entry["matches_controller"]:
+            entry["problem"] = "differs"
+        elif info["days_left"] <= int(warn_days):
+            entry["problem"] = "stale"
+        out.append(entry)
+    return out
+
+
 class FilterModule:
     """hvguard TLS filters."""
 
@@ -389,4 +732,15 @@ class FilterModule:
             "hvguard_tls_validity_problem": hvguard_tls_validity_problem,
             "hvguard_tls_sans_problem": hvguard_tls_sans_problem,
             "hvguard_tls_port_problems": hvguard_tls_port_problems,
+            "hvguard_tls_serial": hvguard_tls_serial,
+            "hvguard_tls_peer_names": hvguard_tls_peer_names,
+            "hvguard_tls_crl_signed_by": hvguard_tls_crl_signed_by,
+            "hvguard_tls_crl_info": hvguard_tls_crl_info,
+            "hvguard_tls_name_ordered": hvguard_tls_name_ordered,
+            "hvguard_tls_crl_entries": hvguard_tls_crl_entries,
+            "hvguard_tls_ledger": hvguard_tls_ledger,
+            "hvguard_tls_ledger_records": hvguard_tls_ledger_records,
+            "hvguard_tls_revocation_problems": hvguard_tls_revocation_problems,
+            "hvguard_tls_crl_audit": hvguard_tls_crl_audit,
+            "hvguard_tls_revocations_add": hvguard_tls_revocations_add,
         }

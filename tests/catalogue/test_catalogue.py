@@ -214,3 +214,17 @@ def test_generated_docs_are_current() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("role", all_roles())
+def test_validation_loops_do_not_print_failure_messages(role: str) -> None:
+    """Issue 10, bug 5: a passing validation loop labelled its items with their failure
+    messages, so every clean run printed every error text."""
+    path = ROOT / "roles" / role / "tasks" / "validate.yml"
+    if not path.is_file():
+        return
+    for task in yaml.safe_load(path.read_text()) or []:
+        label = str((task.get("loop_control") or {}).get("label", ""))
+        if "loop" in task and any("msg" in (i or {}) for i in task["loop"] if isinstance(i, dict)):
+            assert label, f"{role}: {task.get('name')!r} loops over messages without a label"
+            assert "item.msg |" not in label.replace("(item.msg | string).split()", ""), label

@@ -254,3 +254,72 @@ def test_hvg_mig_001_qemu_ca_must_not_be_issued_by_the_fleet_ca(tmp_path):
     )
     rc, out = _run(tmp_path, extra)
     _assert_stopped_before_changes(rc, out, "or was issued by it")
+
+
+# --- revocation (HVG-MIG-007, issue 13) ----------------------------------------------------
+def _ledger(tmp_path: Path, ca: str, cert: bytes) -> str:
+    """Record `cert` in the controller's ledger of issued certificates; its serial (hex)."""
+    serial = f"{tlslab.serial_of(cert):x}"
+    ledger = tmp_path / "ca" / "issued"
+    ledger.mkdir(parents=True, exist_ok=True)
+    (ledger / f"{ca}-{serial}.pem").write_bytes(cert)
+    return serial
+
+
+def test_hvg_mig_007_revoking_a_serial_the_ca_never_issued(tmp_path):
+    fleet = tlslab.CA.create("hvguard migration CA")
+    _ledger(tmp_path, "fleet", fleet.issue("retired.example.test", server=False).cert)
+    rc, out = _run(
+        tmp_path, {"hvguard_migration_tls_revoked": [{"ca": "fleet", "serial": "C0:FF:EE"}]}
+    )
+    _assert_stopped_before_changes(rc, out, "the fleet CA never issued serial c0ffee")
+
+
+def test_hvg_mig_007_revoking_a_host_still_in_the_group(tmp_path):
+    """localhost is in `hypervisors`: revoking its certificate would cut it off while the
+    role still treats it as a peer."""
+    fleet = tlslab.CA.create("hvguard migration CA")
+    serial = _ledger(tmp_path, "fleet", fleet.issue("localhost", server=False).cert)
+    rc, out = _run(tmp_path, {"hvguard_migration_tls_revoked": [{"ca": "fleet", "serial": serial}]})
+    _assert_stopped_before_changes(
+        rc,
+        out,
+        f"serial {serial} is localhost's certificate and localhost is still in the hypervisor",
+    )
+
+
+def test_hvg_mig_007_revocation_of_a_retired_host_passes_validation(tmp_path):
+    """Positive control for the two above: a ledger serial of a host outside the group
+    gets past validation (a control task runs)."""
+    qemu = tlslab.CA.create("hvguard QEMU migration CA")
+    serial = _ledger(tmp_path, "qemu", qemu.issue("retired.example.test", server=False).cert)
+    _, out = _run(
+        tmp_path,
+        {
+            "hvguard_migration_tls_revoked": [
+                {"ca": "qemu", "serial": serial, "reason": "key_compromise"}
+            ]
+        },
+    )
+    assert "TASK [hvguard_migration_tls : HVG-MIG-001" in out, out
+
+
+def test_hvg_mig_007_byo_crl_not_signed_by_the_byo_ca(tmp_path):
+    ca = tlslab.CA.create("byo CA")
+    other = tlslab.CA.create("other CA")
+    extra = _byo(ca, ca.issue("localhost", server=True), ca.issue("localhost", server=False))
+    extra["hvguard_migration_tls_ca_crl"] = tlslab.make_crl(other).decode()
+    rc, out = _run(tmp_path, extra)
+    _assert_stopped_before_changes(
+        rc, out, "hvguard_migration_tls_ca_crl is not signed by hvguard_migration_tls_ca_cert"
+    )
+    assert "CN=other CA" in out, out  # names the issuer it found
+    assert "BEGIN PRIVATE KEY" not in out
+
+
+def test_hvg_mig_007_byo_crl_signed_by_the_byo_ca_passes_validation(tmp_path):
+    ca = tlslab.CA.create("byo CA")
+    extra = _byo(ca, ca.issue("localhost", server=True), ca.issue("localhost", server=False))
+    extra["hvguard_migration_tls_ca_crl"] = tlslab.make_crl(ca).decode()
+    _, out = _run(tmp_path, extra)
+    assert "TASK [hvguard_migration_tls : HVG-MIG-001" in out, out

@@ -38,7 +38,7 @@ import tlslab  # noqa: E402
 ANSIBLE = ROOT / ".venv" / "bin" / "ansible-playbook"
 ROLE_PLAYBOOK = ROOT / "tests" / "fixtures" / "tls" / "role.yml"
 ROTATE_PLAYBOOK = ROOT / "playbooks" / "rotate_certs.yml"
-CONTROLS = [f"HVG-MIG-00{i}" for i in (1, 2, 3, 4, 6)]
+CONTROLS = [f"HVG-MIG-00{i}" for i in (1, 2, 3, 4, 6, 7, 8)]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0
@@ -159,7 +159,7 @@ def conf_value(path: Path, key: str) -> str:
     return ""
 
 
-@pytest.mark.control("HVG-MIG-001", "HVG-MIG-006", effect=True)
+@pytest.mark.control("HVG-MIG-001", "HVG-MIG-006", "HVG-MIG-007", "HVG-MIG-008", effect=True)
 def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
     pki = sandbox / "pki"
     before = tree_hash(sandbox)
@@ -232,6 +232,8 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
         assert f"{pki / 'qemu' / name}" in expiry, expiry
     assert tree_hash(sandbox) == converged
 
+    revocation(sandbox, ca_pem, qemu_ca_pem)
+
     # Rotation: new certificates from the same CAs for the same keys; nothing else moves.
     lv, qd = pki / "libvirt", pki / "qemu"
     paths = {
@@ -277,6 +279,62 @@ def test_audit_converge_idempotence_audit_rotate(sandbox: Path) -> None:
         assert hvguard_tls.hvguard_tls_signed_by(qcert, qemu_ca_pem)
     out, _ = run(sandbox, "after-upgrade", check=False)
     assert changed_count(out) == 0, out
+
+
+def revocation(sandbox: Path, ca_pem: str, qemu_ca_pem: str) -> None:
+    """HVG-MIG-007/008: the converged CRLs, their audit (stale, differing, missing) and a
+    revocation of a host that stays (superseded: its certificate is reissued)."""
+    pki, ca_dir = sandbox / "pki", sandbox / "ca"
+    fleet_crl, qemu_crl = pki / "CA" / "cacrl.pem", pki / "qemu" / "ca-crl.pem"
+    assert fleet_crl.read_text() == (ca_dir / "crl.pem").read_text()
+    assert qemu_crl.read_text() == (ca_dir / "qemu-crl.pem").read_text()
+    for crl, ca in ((fleet_crl, ca_pem), (qemu_crl, qemu_ca_pem)):
+        info = hvguard_tls.hvguard_tls_crl_info(crl.read_text(), ca)
+        assert info["signed_by_ca"] and info["revoked"] == [], info
+        assert fleet_crl.stat().st_mode & 0o777 == 0o644  # QEMU (unprivileged) reads its CRL
+    # The ledger: the four certificates the CAs issued to this host.
+    ledger = hvguard_tls.hvguard_tls_ledger(str(ca_dir / "issued"))
+    assert sorted(e["ca"] for e in ledger) == ["fleet", "fleet", "qemu", "qemu"], ledger
+    assert {e["cn"] for e in ledger} == {"hv0.example.test"}
+
+    # HVG-MIG-008: a warning period just under the CRL's lifetime makes it "stale".
+    converged = tree_hash(sandbox)
+    _, report = run(sandbox, "crl-stale", check=True, hvguard_migration_tls_crl_warn_days=29)
+    assert statuses(report)["HVG-MIG-008"] == "drift"
+    assert "Renew: ansible-playbook playbooks/site.yml" in json.dumps(report), report
+    mig7 = report["hosts"]["localhost"]["controls"]["HVG-MIG-007"]
+    assert mig7["status"] == "compliant", [
+        e for e in mig7["evidence"] if e["status"] != "compliant"
+    ]
+    assert tree_hash(sandbox) == converged
+
+    # HVG-MIG-007: a missing libvirt CRL and a QEMU CRL of another CA are drift, with evidence.
+    fleet_crl.unlink()
+    qemu_crl.write_bytes(tlslab.make_crl(tlslab.CA.create("someone else")))
+    _, report = run(sandbox, "crl-tampered", check=True)
+    assert statuses(report)["HVG-MIG-007"] == "drift"
+    evidence = json.dumps(report["hosts"]["localhost"]["controls"]["HVG-MIG-007"])
+    assert f"{fleet_crl}: missing" in evidence, evidence
+    assert f"{qemu_crl}: differs" in evidence, evidence
+    run(sandbox, "crl-restore", check=False)
+    assert fleet_crl.read_text() == (ca_dir / "crl.pem").read_text()
+    assert qemu_crl.read_text() == (ca_dir / "qemu-crl.pem").read_text()
+
+    # A revoked certificate of a host that stays: on the CRL, and the host gets a new one.
+    client = pki / "qemu" / "client-cert.pem"
+    old = hvguard_tls.hvguard_tls_cert_info(client.read_text())["serial"]
+    revoked = [{"ca": "qemu", "serial": old, "superseded": True, "reason": "superseded"}]
+    _, report = run(sandbox, "crl-pending", check=True, hvguard_migration_tls_revoked=revoked)
+    assert statuses(report)["HVG-MIG-007"] == "drift", "the audit missed a pending revocation"
+    run(sandbox, "revoke", check=False, hvguard_migration_tls_revoked=revoked)
+    info = hvguard_tls.hvguard_tls_crl_info(qemu_crl.read_text(), qemu_ca_pem)
+    assert info["signed_by_ca"] and info["revoked"] == [old], info
+    assert hvguard_tls.hvguard_tls_crl_info(fleet_crl.read_text())["revoked"] == []
+    new = hvguard_tls.hvguard_tls_cert_info(client.read_text())["serial"]
+    assert new != old, "the revoked certificate is still deployed"
+    out, report = run(sandbox, "revoke-again", check=False, hvguard_migration_tls_revoked=revoked)
+    assert changed_count(out) == 0, out
+    assert statuses(report)["HVG-MIG-007"] == "compliant"
 
 
 def libvirt_accepts_the_role_certificates(pki: Path) -> None:

@@ -256,3 +256,119 @@ def test_port_problems_refuse_lockouts_and_collisions(ports, lo, hi, ssh, needle
     """HVG-MIG-005 (issue 8 finding 11): ranges/ports that would cut SSH or collide."""
     problems = f.hvguard_tls_port_problems(ports, lo, hi, ssh)
     assert any(needle in p for p in problems), problems
+
+
+# --- revocation (HVG-MIG-007/008) ----------------------------------------------------------
+@pytest.mark.parametrize("value", [0x1AF, "1af", "01:AF", "0x1AF", " 1A:F "])
+def test_serial_normalizes_every_spelling(value):
+    assert f.hvguard_tls_serial(value) == "1af"
+
+
+@pytest.mark.parametrize("value", ["", "xyz", "0", True, -3])
+def test_serial_rejects_what_is_not_a_serial(value):
+    with pytest.raises(AnsibleFilterError):
+        f.hvguard_tls_serial(value)
+
+
+def test_crl_entries_for_x509_crl_are_hex_octets_per_ca_without_duplicates():
+    revoked = [
+        {"ca": "fleet", "serial": "1af", "reason": "key_compromise"},
+        {"ca": "qemu", "serial": "2"},
+        {"serial": "01:af"},  # ca defaults to fleet: a duplicate
+    ]
+    assert f.hvguard_tls_crl_entries(revoked, "fleet") == [
+        {"serial_number": "01:AF", "reason": "key_compromise"}
+    ]
+    assert f.hvguard_tls_crl_entries(revoked, "qemu") == [{"serial_number": "02"}]
+
+
+def _ledger(*entries: tuple[str, str, str]) -> list[dict[str, str]]:
+    return [{"ca": ca, "serial": serial, "cn": cn} for ca, serial, cn in entries]
+
+
+def test_revocation_problems_name_unknown_serials_and_hosts_still_in_the_group():
+    ledger = _ledger(("fleet", "a1", "hv1.example.test"), ("qemu", "b2", "hv9.example.test"))
+    peers = f.hvguard_tls_peer_names(HOSTVARS, ["hv1", "hv2"])
+    problems = f.hvguard_tls_revocation_problems(
+        [
+            {"ca": "fleet", "serial": "A1"},  # hv1 is still a peer
+            {"ca": "fleet", "serial": "b2"},  # issued by the QEMU CA, not the fleet CA
+            {"ca": "qemu", "serial": "b2"},  # fine: hv9 left the group
+            {"ca": "nope", "serial": "1"},
+            {"ca": "qemu", "serial": "b2", "reason": "because"},
+        ],
+        ledger,
+        peers,
+        ["fleet", "qemu"],
+    )
+    assert len(problems) == 4, problems
+    assert "hv1.example.test is still in the hypervisor group" in problems[0]
+    assert "the fleet CA never issued serial b2" in problems[1]
+    assert "ca must be one of fleet, qemu" in problems[2]
+    assert "reason must be one of" in problems[3]
+
+
+def test_revocation_of_a_host_that_stays_needs_superseded():
+    ledger = _ledger(("fleet", "a1", "hv1.example.test"))
+    peers = f.hvguard_tls_peer_names(HOSTVARS, ["hv1"])
+    entry = {"ca": "fleet", "serial": "a1", "superseded": True}
+    assert f.hvguard_tls_revocation_problems([entry], ledger, peers, ["fleet"]) == []
+    # A BYO CA without its key: the role signs no fleet CRL, so it cannot revoke there.
+    problems = f.hvguard_tls_revocation_problems([entry], ledger, peers, ["qemu"])
+    assert "hvguard_migration_tls_ca_crl" in problems[0]
+
+
+def test_crl_signature_and_info():
+    ca, other = tlslab.CA.create("ca"), tlslab.CA.create("other")
+    crl = tlslab.make_crl(ca, [0x1AF], next_days=5).decode()
+    assert f.hvguard_tls_crl_signed_by(crl, ca.pem.decode())
+    assert not f.hvguard_tls_crl_signed_by(crl, other.pem.decode())
+    info = f.hvguard_tls_crl_info(crl, ca.pem.decode(), now="2000-01-01T00:00:00")
+    assert info["revoked"] == ["1af"] and info["signed_by_ca"] and not info["expired"]
+    assert f.hvguard_tls_crl_info("")["missing"]
+    with pytest.raises(AnsibleFilterError):
+        f.hvguard_tls_crl_info("-----BEGIN X509 CRL-----\nxx\n-----END X509 CRL-----\n")
+
+
+def test_name_ordered_is_the_ca_subject_in_order():
+    ca = tlslab.CA.create("some CA")
+    assert f.hvguard_tls_name_ordered(ca.pem.decode()) == [{"O": "hvguard"}, {"CN": "some CA"}]
+
+
+def test_crl_audit_names_missing_differing_stale_and_expired():
+    import base64
+
+    ca = tlslab.CA.create("ca")
+    ours, theirs = tlslab.make_crl(ca), tlslab.make_crl(tlslab.CA.create("x"))
+    stale, expired = tlslab.make_crl(ca, next_days=3), tlslab.make_crl(ca, next_days=-1)
+
+    def res(path: str, pem: bytes | None) -> dict[str, object]:
+        return {"item": path, "content": base64.b64encode(pem).decode() if pem else None}
+
+    expected = {"/ok": ours.decode(), "/differs": ours.decode()}
+    out = f.hvguard_tls_crl_audit(
+        [res("/ok", ours), res("/missing", None), res("/differs", theirs),
+         res("/stale", stale), res("/expired", expired)],
+        expected,
+        7,
+    )  # fmt: skip
+    problems = {e["path"]: e.get("problem") for e in out}
+    assert problems == {
+        "/ok": None,
+        "/missing": "missing",
+        "/differs": "differs",
+        "/stale": "stale",
+        "/expired": "expired",
+    }
+    assert out[0]["matches_controller"] is True
+
+
+def test_revocations_add_keeps_existing_entries_and_adds_only_new_serials():
+    existing = [{"ca": "fleet", "serial": "0A", "name": "old"}]
+    found = _ledger(("fleet", "a", "hv9"), ("qemu", "a", "hv9"))
+    out = f.hvguard_tls_revocations_add(existing, found, "cessation_of_operation", "20261201Z")
+    assert out[0] == existing[0]
+    assert out[1:] == [
+        {"ca": "qemu", "serial": "a", "name": "hv9", "date": "20261201Z",
+         "reason": "cessation_of_operation"}
+    ]  # fmt: skip
