@@ -139,7 +139,10 @@ def assemble(dest: Path, root: Path = ROOT) -> Path:
     local_utils = sorted(p.stem for p in (root / "module_utils").glob("*.py"))
     (plugins / "module_utils").mkdir(parents=True)
     for path in (root / "module_utils").glob("*.py"):
-        shutil.copy2(path, plugins / "module_utils" / path.name)
+        # module_utils import each other too (hvguard_facts_host -> hvguard_facts_base)
+        text = qualify_module_utils(path.read_text(encoding="utf-8"), prefix, local_utils)
+        (plugins / "module_utils" / path.name).write_text(text, encoding="utf-8")
+        shutil.copystat(path, plugins / "module_utils" / path.name)
     (plugins / "modules").mkdir()
     for path in sorted((root / "library").glob("*.py")):
         text = qualify_module_utils(path.read_text(encoding="utf-8"), prefix, local_utils)
