@@ -80,3 +80,16 @@ def host_config_untouched() -> Iterator[None]:
     after = config_fingerprint()
     changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
     assert not changed, f"host tests changed this machine's configuration: {changed}"
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[object]:
+    """The mirror tests' network-namespace lab (tests/host/mirror_netns.py), torn down
+    even when the test fails."""
+    from mirror_netns import Lab
+
+    netns_lab = Lab(tmp_path)
+    try:
+        yield netns_lab.up()
+    finally:
+        netns_lab.down()

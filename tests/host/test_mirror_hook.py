@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, nft and ip (network namespaces)",
 )
 N = 50
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path)
-    try:
-        yield lab.up()
-    finally:
-        lab.down()
 
 
 def exactly_once(result: dict, count: int) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,15 +48,6 @@ EXTERNAL = (
     '<!DOCTYPE domain SYSTEM "file:///etc/shadow"><domain><name>e</name>'
     "<uuid>0efb7cea-cc0f-5b85-9dcd-45750a331257</uuid></domain>"
 )
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path)
-    try:
-        yield lab.up()
-    finally:
-        lab.down()
 
 
 def last_log(lab: Lab) -> dict:

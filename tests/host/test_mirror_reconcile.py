@@ -12,8 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,15 +22,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, nft and ip (network namespaces)",
 )
 MODULE = ROOT / "library" / "hvguard_mirror.py"
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path)
-    try:
-        yield lab.up()
-    finally:
-        lab.down()
 
 
 def facts(lab: Lab, vms: str = "ab", **extra_iface: Any) -> list[dict[str, Any]]:
