@@ -9,8 +9,6 @@ LVM is not available on the host (no device-mapper): molecule/scrub proves those
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -23,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "modules"))
+from hvguard_loader import load_scrub_engine
+
 ENGINE = Path(__file__).resolve().parents[2] / "roles/hvguard_scrub/files/hvguard-scrub"
 
 pytestmark = pytest.mark.skipif(
@@ -31,16 +32,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def load_engine():
-    loader = importlib.machinery.SourceFileLoader("hvguard_scrub_engine_host", str(ENGINE))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = mod
-    loader.exec_module(mod)
-    return mod
-
-
-eng = load_engine()
+eng = load_scrub_engine("hvguard_scrub_engine_host")
 
 
 def marker() -> bytes:

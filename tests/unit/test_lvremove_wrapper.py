@@ -8,8 +8,6 @@ VM by molecule/scrub/files/lvremove_diff.py.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
@@ -18,19 +16,13 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "modules"))
+from hvguard_loader import load_scrub_engine
+
 ENGINE = Path(__file__).resolve().parents[2] / "roles/hvguard_scrub/files/hvguard-scrub"
 
 
-def load_engine():
-    loader = importlib.machinery.SourceFileLoader("hvguard_scrub_lvremove", str(ENGINE))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = mod  # dataclasses look their module up there
-    loader.exec_module(mod)
-    return mod
-
-
-eng = load_engine()
+eng = load_scrub_engine("hvguard_scrub_lvremove")
 
 FAKE_LVM = r"""#!{py}
 import json, os, sys

@@ -8,8 +8,6 @@ tests/host/test_scrub_host.py; LVM paths are proven in molecule/scrub.
 from __future__ import annotations
 
 import fcntl
-import importlib.machinery
-import importlib.util
 import json
 import os
 import struct
@@ -20,20 +18,14 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "modules"))
+from hvguard_loader import load_scrub_engine
+
 ENGINE = Path(__file__).resolve().parents[2] / "roles/hvguard_scrub/files/hvguard-scrub"
 MARK = b"HVGUARD-SECRET-MARKER-0123456789"
 
 
-def load_engine():
-    loader = importlib.machinery.SourceFileLoader("hvguard_scrub_engine", str(ENGINE))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = mod  # dataclasses look their module up there
-    loader.exec_module(mod)
-    return mod
-
-
-eng = load_engine()
+eng = load_scrub_engine("hvguard_scrub_engine")
 
 
 @pytest.fixture
