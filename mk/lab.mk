@@ -23,14 +23,15 @@ endif
 MOLECULE_SCENARIOS ?= $(filter-out _shared,$(patsubst molecule/%/molecule.yml,%,$(sort $(wildcard molecule/*/molecule.yml))))
 MOLECULE_ARGS ?=
 export MOLECULE_ARGS
-# Groups run in order; the scenarios of a group ("a+b") run side by side (at most two VMs in
-# all). `make molecule MOLECULE_SCENARIOS="x y"` runs exactly those, one at a time.
+# Groups run in order; a group's lanes ("a>b+c": lanes "a>b" and "c") run side by side, a
+# lane's scenarios one after the other (mk/molecule.sh). CI's group keeps at most three VMs
+# up at once. `make molecule MOLECULE_SCENARIOS="x y"` runs exactly those, one at a time.
 ifeq ($(origin MOLECULE_SCENARIOS),command line)
 MOLECULE_GROUPS ?= $(MOLECULE_SCENARIOS)
 else
-MOLECULE_PAIRED ?= default scrub
-MOLECULE_GROUPS ?= $(subst $(eval) ,+,$(strip $(filter $(MOLECULE_PAIRED),$(MOLECULE_SCENARIOS)))) \
-  $(filter-out $(MOLECULE_PAIRED),$(MOLECULE_SCENARIOS))
+MOLECULE_CI_GROUP ?= default>migration+scrub
+MOLECULE_GROUPS ?= $(MOLECULE_CI_GROUP) \
+  $(filter-out $(subst +, ,$(subst >, ,$(MOLECULE_CI_GROUP))),$(MOLECULE_SCENARIOS))
 endif
 
 .PHONY: lab lab-image lab-destroy lab-ssh lab-status lab-bench molecule
@@ -56,7 +57,7 @@ lab-status: ## List running lab VMs
 	$(LAB_PY) -m lab status
 
 molecule: venv ## Run every Molecule scenario (MOLECULE_SCENARIOS=... one at a time), under the VM lock
-	LAB_PY=$(LAB_PY) flock $(LAB_LOCK) mk/molecule.sh $(MOLECULE_GROUPS)
+	LAB_PY=$(LAB_PY) flock $(LAB_LOCK) mk/molecule.sh $(foreach g,$(MOLECULE_GROUPS),'$(g)')
 
 lab-bench: venv ## Per-task cost on the lab VM (make lab first): linear vs Mitogen
 	@for strategy in linear mitogen_linear; do \

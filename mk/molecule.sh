@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Run Molecule scenarios for `make molecule`: groups one after the other, the scenarios of a
-# group ("default+scrub") side by side, each line prefixed with its scenario. A group must
-# boot at most two VMs in total (2-core machines; see docs/testing.md). Each scenario's lab
-# is torn down even when Molecule fails or is interrupted. Prints (and appends to
+# Run Molecule scenarios for `make molecule`: groups one after the other; the lanes of a group
+# ("a>b+c") side by side; the scenarios of a lane ("a>b") one after the other. Each output
+# line is prefixed with its scenario. CI's group is "default>migration+scrub": `scrub` (the
+# longest) beside `default` and then `migration`, so at most three VMs run at once (one
+# while `default` runs, two once `migration` starts; see docs/testing.md). Each scenario's
+# lab is torn down even when Molecule fails or is interrupted. Prints (and appends to
 # $HVGUARD_TIMINGS) every scenario's and group's wall time; exits 1 if any scenario failed.
 # Usage: mk/molecule.sh GROUP... (the caller holds the VM lock)
 set -uo pipefail
@@ -18,18 +20,24 @@ run_one() { # run_one SCENARIO: molecule test, output prefixed, "<scenario> <sec
   echo "$s $((SECONDS - t0)) $rc" >>"$results"
 }
 
+run_lane() { # run_lane "a>b": the lane's scenarios one after the other
+  local s
+  for s in ${1//>/ }; do run_one "$s"; done
+}
+
 for group in "$@"; do
   t0=$SECONDS
-  echo "::: molecule: ${group//+/ + }"
+  scenarios=${group//[+>]/ }
+  echo "::: molecule: ${group//+/ beside }"
   pids=()
-  for s in ${group//+/ }; do
-    run_one "$s" &
+  for lane in ${group//+/ }; do
+    run_lane "$lane" &
     pids+=($!)
   done
-  trap 'kill "${pids[@]}" 2>/dev/null; wait; for s in ${group//+/ }; do "$py" -m lab down --name "molecule-$s" >/dev/null 2>&1; done; exit 130' INT TERM
+  trap 'kill "${pids[@]}" 2>/dev/null; wait; for s in $scenarios; do "$py" -m lab down --name "molecule-$s" >/dev/null 2>&1; done; exit 130' INT TERM
   wait "${pids[@]}"
   trap - INT TERM
-  [[ $group == *+* ]] && echo "${group} $((SECONDS - t0)) -" >>"$results"
+  [[ $group == *[+\>]* ]] && echo "${group} $((SECONDS - t0)) -" >>"$results"
 done
 
 echo "::: molecule wall times:"
