@@ -215,6 +215,16 @@ def _will_be_rescued(task: Any) -> bool:
     return False
 
 
+def _looped_role_names(task: Any) -> list[str]:
+    """Roles an include_role with a templated name takes from a literal loop list (the
+    validation play's `name: "{{ __hvguard_role }}"`): a host that stops there, before any
+    control ran, is then reported with those roles' controls in error instead of vanishing."""
+    loop = getattr(task, "loop", None)
+    if "{{" not in str(task._role_name) or not isinstance(loop, list):
+        return []
+    return [item for item in loop if isinstance(item, str) and "{{" not in item]
+
+
 def _play_hosts(play: Any) -> dict[str, list[str]]:
     """Hosts a play (batch) targets with their groups; empty when that cannot be told."""
     try:
@@ -358,6 +368,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc,valid-type]
                 roles.add(role.get_name())
             if getattr(task, "_role_name", None):
                 roles.add(str(task._role_name))
+                roles.update(_looped_role_names(task))
             tagged.update(control_ids(getattr(task, "tags", ()) or (), self._agg.catalogue)[0])
         expected = expected_controls(
             self._agg.catalogue,

@@ -321,12 +321,14 @@ def build_report(
             by_control.setdefault(cid, dict.fromkeys(STATUSES, 0))[status] += 1
             by_host[host][status] += 1
     used = sorted({cid for h in hosts.values() for cid in h["controls"]})
+    # Without a catalogue, or with no control judged on any host (every host unreachable or
+    # refused by the controller guard), nothing was audited: that must not read as a pass.
+    audited = bool(agg.catalogue) and bool(used)
     summary = {
         "hosts": len(hosts),
         "controls": len(used),
-        # Without a catalogue nothing could be evaluated: that must not read as a pass.
-        "passed": bool(agg.catalogue) and all(by_status[s] == 0 for s in FAILING),
-        "verdict": verdict(by_status) if agg.catalogue else "error",
+        "passed": audited and all(by_status[s] == 0 for s in FAILING),
+        "verdict": verdict(by_status) if audited else "error",
         "by_status": by_status,
         "by_control": {cid: by_control[cid] for cid in used},
         "by_host": by_host,

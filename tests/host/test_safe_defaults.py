@@ -9,15 +9,19 @@ input validation: `--skip-tags always` skips both, on purpose only.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import config_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
+CATALOGUE = ROOT / "controls" / "catalogue.yml"
+BASELINE_ROLES = {"hvguard_memory", "hvguard_scrub", "hvguard_migration_tls"}  # site.yml's
 REFUSED = "refusing to apply the hvguard baseline to localhost"
 
 
@@ -54,12 +58,27 @@ def test_apply_without_inventory_refuses_the_controller(tmp_path: Path, args: li
     assert config_fingerprint() == before
 
 
-def test_a_remote_host_passes_the_guard(tmp_path: Path) -> None:
-    proc = playbook(tmp_path, "-i", "hv1.invalid,", "-e", "hvguard_target=all",
-                    "playbooks/site.yml")  # fmt: skip
+@pytest.mark.parametrize("args", [["playbooks/site.yml"], ["--check", "playbooks/audit.yml"]],
+                         ids=["site", "audit"])  # fmt: skip
+def test_a_remote_host_passes_the_guard_and_unreachable_is_no_pass(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """Issue 10: an unreachable host stops in the validation play, before any control ran;
+    it must be in the report with every control in error, never a "PASSED, 0 hosts"."""
+    proc = playbook(tmp_path, "-i", "hv1.invalid,", "-e", "hvguard_target=all", *args)
     out = proc.stdout + proc.stderr
     assert "refusing" not in out
     assert "UNREACHABLE" in out, out[-3000:]
+    report = json.loads((tmp_path / "reports" / "hvguard-report.json").read_text())
+    assert report["summary"]["passed"] is False
+    assert report["summary"]["verdict"] == "error"
+    cells = report["hosts"]["hv1.invalid"]["controls"]
+    baseline = {c["id"] for c in yaml.safe_load(CATALOGUE.read_text())["controls"]
+                if c["role"] in BASELINE_ROLES}  # fmt: skip
+    assert set(cells) == baseline
+    assert {c["status"] for c in cells.values()} == {"error"}
+    assert "Could not resolve hostname" in json.dumps(cells["HVG-MEM-001"])
+    assert "FAILED, 1 hosts" in out
 
 
 def test_check_mode_is_the_audit_and_is_not_refused(tmp_path: Path) -> None:

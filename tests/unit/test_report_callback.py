@@ -741,11 +741,13 @@ def test_schema_rejects_a_wrong_status() -> None:
         jsonschema.validate(report, schema())
 
 
-def test_empty_report_passes_and_validates() -> None:
+def test_a_report_that_judged_nothing_validates_but_does_not_pass() -> None:
+    """Issue 10: the controller guard refused every host, or none was reachable: 0 hosts."""
     agg = hr.Aggregator(CATALOGUE)
     report = hr.build_report(agg, run_meta(check_mode=False))
     jsonschema.validate(report, schema())
-    assert report["summary"]["passed"] is True
+    assert report["summary"]["passed"] is False
+    assert report["summary"]["verdict"] == "error"
     assert report["run"]["mode"] == "apply"
     for render in (hr.render_junit, hr.render_html, hr.render_markdown):
         assert render(report)
