@@ -31,6 +31,12 @@ def load_cases() -> list[dict[str, Any]]:
 
 
 CASES = load_cases()
+SITE_ROLES = {"hvguard_memory", "hvguard_scrub", "hvguard_migration_tls"}
+SITE_CONTROLS = {
+    c["id"]
+    for c in yaml.safe_load((ROOT / "controls" / "catalogue.yml").read_text())["controls"]
+    if c["role"] in SITE_ROLES
+}
 
 
 def run_site(
@@ -67,3 +73,11 @@ def test_bad_input_is_rejected_before_any_change(case: dict[str, Any], tmp_path:
     assert "changed=0" in out, f"something changed before the error:\n{out[-3000:]}"
     for needle in case["expect"]:
         assert needle in out, f"error does not mention {needle!r}:\n{out[-3000:]}"
+    # Issue 10: the report names every control the run would have judged, each in error
+    # (not only the role whose input was bad), and does not pass.
+    report = json.loads((tmp_path / "reports" / "hvguard-report.json").read_text())
+    cells = report["hosts"]["localhost"]["controls"]
+    assert report["summary"]["passed"] is False
+    assert {c["status"] for c in cells.values()} == {"error"}, cells
+    if case.get("playbook", "site.yml") == "site.yml":
+        assert set(cells) == SITE_CONTROLS
