@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .text import guarantee
+from .text import guarantee, headline
 
 _COLS = [
     ("compl", "compliant"),
@@ -22,7 +22,7 @@ _COLS = [
 def render_console(report: Mapping[str, Any], paths: Iterable[str] = ()) -> list[str]:
     """Compact per-control table for the end of the run."""
     summary = report["summary"]
-    verdict = "PASSED" if summary["passed"] else "FAILED"
+    verdict = headline(summary)
     mode = "check mode" if report["run"].get("check_mode") else "apply run"
     lines = [f"hvguard compliance ({mode}): {verdict}, {summary['hosts']} hosts"]
     lines.append(guarantee(report["run"]))

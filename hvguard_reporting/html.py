@@ -8,7 +8,7 @@ from typing import Any
 
 from .model import FAILING, STATUSES
 from .templating import html_env
-from .text import EVIDENCE_KEYS, guarantee
+from .text import EVIDENCE_KEYS, guarantee, headline
 
 _REBOOT = {True: "yes", False: "no", None: "—"}
 # Cells that open on their evidence; the others show their status and result count only
@@ -53,7 +53,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             meta=meta,
             guarantee=guarantee(run),
             summary=summary,
-            verdict="PASSED" if summary["passed"] else "FAILED",
+            verdict=headline(summary),
             statuses=STATUSES,
             controls=report["controls"],
             hosts=hosts,

@@ -9,7 +9,7 @@ from typing import Any
 from .evidence import clip
 from .model import FAILING, STATUSES
 from .templating import md_env
-from .text import evidence_text, failing_hosts, guarantee
+from .text import evidence_text, failing_hosts, guarantee, headline
 
 MD_MAX_CHARS = 60000  # GitHub/GitLab comment limits are 65536 / 1 000 000 characters
 MD_MAX_HOSTS_LISTED = 10
@@ -31,7 +31,7 @@ def render_markdown(report: Mapping[str, Any], max_chars: int = MD_MAX_CHARS) ->
         statuses=STATUSES,
         controls=controls,
         max_hosts=MD_MAX_HOSTS_LISTED,
-        verdict="PASSED" if report["summary"]["passed"] else "FAILED",
+        verdict=headline(report["summary"]),
         guarantee=guarantee(report["run"]),
         waived=[
             {"cid": cid, "host": host, "status": cell["status"], "waiver": cell["waiver"]}

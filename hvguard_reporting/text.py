@@ -85,3 +85,11 @@ def waiver_text(waiver: Mapping[str, Any]) -> str:
         f"waiver {state} {waiver.get('expires')} by {waiver.get('approver')}: "
         f"{waiver.get('justification')} ({waiver.get('source')})"
     )
+
+
+def headline(summary: Mapping[str, Any]) -> str:
+    """The verdict word: FAILED also for a run that judged nothing (no host, no control),
+    which says so instead of looking like a drift."""
+    if summary["passed"]:
+        return "PASSED"
+    return "FAILED" if summary.get("controls") else "FAILED (nothing judged)"

@@ -748,6 +748,9 @@ def test_a_report_that_judged_nothing_validates_but_does_not_pass() -> None:
     jsonschema.validate(report, schema())
     assert report["summary"]["passed"] is False
     assert report["summary"]["verdict"] == "error"
+    assert hr.render_console(report)[0] == (
+        "hvguard compliance (apply run): FAILED (nothing judged), 0 hosts"
+    )
     assert report["run"]["mode"] == "apply"
     for render in (hr.render_junit, hr.render_html, hr.render_markdown):
         assert render(report)
