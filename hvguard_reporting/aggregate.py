@@ -321,9 +321,9 @@ def build_report(
             by_control.setdefault(cid, dict.fromkeys(STATUSES, 0))[status] += 1
             by_host[host][status] += 1
     used = sorted({cid for h in hosts.values() for cid in h["controls"]})
-    # Without a catalogue, or with no control judged on any host (every host unreachable or
-    # refused by the controller guard), nothing was audited: that must not read as a pass.
-    audited = bool(agg.catalogue) and bool(used)
+    # No control judged on any host (no catalogue, so no control could be; or every host
+    # unreachable): nothing was audited, and that must not read as a pass.
+    audited = bool(used)
     summary = {
         "hosts": len(hosts),
         "controls": len(used),
