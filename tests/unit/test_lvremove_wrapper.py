@@ -485,6 +485,30 @@ def test_quarantined_lv_of_the_journal_is_not_removed_again(fake, capsys):
     assert fake.real() == []
 
 
+def test_a_scrub_that_finishes_while_lvm_lists_the_vg_is_no_refusal(fake, monkeypatch, capsys):
+    """Seen in the lab (VECTOR 18, `lvremove -f dvg2`): the previous vector's scrub finished
+    between LVM's listing and the journal read; its quarantine LV, listed but gone, was taken
+    for a tenant LV and the whole removal refused ("does not exist; nothing removed")."""
+    assert fake.run("-f", "vg2/e1") == 0
+    (job,) = eng.load_jobs(fake.cfg)
+    resolve = eng.resolve_lvremove_set
+
+    def listed_then_the_worker_finishes(cfg, args):
+        got = resolve(cfg, args)
+        eng.drop_job(cfg, job)  # the worker: zeroed, LV removed, job done
+        state = fake.script.parent / "lvm-state.json"
+        st = json.loads(state.read_text())
+        st["lvs"] = [x for x in st["lvs"] if f"{x['vg_name']}/{x['lv_name']}" != job["quarantine"]]
+        state.write_text(json.dumps(st))
+        (fake.script.parent / "dev" / job["quarantine"]).unlink(missing_ok=True)
+        return got
+
+    monkeypatch.setattr(eng, "resolve_lvremove_set", listed_then_the_worker_finishes)
+    capsys.readouterr()
+    assert fake.run("-f", "vg2") == 0, capsys.readouterr().err
+    assert fake.renamed() == ["vg2/e1", "vg2/e2"]
+
+
 def test_in_use_lv_is_refused_like_lvm_and_nothing_changes(fake, monkeypatch, capsys):
     def busy(cfg, lv):
         if lv["lv_name"] == "vm2":
