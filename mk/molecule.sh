@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Run Molecule scenarios for `make molecule`: groups one after the other; the lanes of a group
 # ("a>b+c") side by side; the scenarios of a lane ("a>b") one after the other. Each output
-# line is prefixed with its scenario. CI's group is "default>migration+scrub": `scrub` (the
-# longest) beside `default` and then `migration`, so at most three VMs run at once (one
-# while `default` runs, two once `migration` starts; see docs/testing.md). Each scenario's
+# line is prefixed with its scenario. A group boots at most three VMs in all (2-core
+# machines; CI's groups keep to two, see mk/lab.mk and docs/testing.md). Each scenario's
 # lab is torn down even when Molecule fails or is interrupted. Prints (and appends to
 # $HVGUARD_TIMINGS) every scenario's and group's wall time; exits 1 if any scenario failed.
 # Usage: mk/molecule.sh GROUP... (the caller holds the VM lock)
