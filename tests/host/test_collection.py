@@ -24,6 +24,9 @@ import yaml
 from conftest import config_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "modules"))
+from hvguard_baseline import baseline_controls, baseline_roles  # noqa: E402
+
 BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(ROOT / "tools"))
 import build_collection  # noqa: E402
@@ -33,10 +36,7 @@ FQCN = f"{NS}.{NAME}"
 CATALOGUE = yaml.safe_load((ROOT / "controls" / "catalogue.yml").read_text())
 ROLES = sorted({c["role"] for c in CATALOGUE["controls"]})
 # What audit.yml applies: the staged roles (own playbooks) are shipped but not in the baseline.
-BASELINE = [
-    r["role"] if isinstance(r, dict) else r
-    for r in yaml.safe_load((ROOT / "playbooks" / "audit.yml").read_text())[1]["roles"]
-]
+BASELINE = baseline_roles()
 
 
 def clean_env(work: Path) -> dict[str, str]:
@@ -203,7 +203,7 @@ def test_fqcn_playbook_audits_this_machine_from_the_installed_copy(
     assert "No filter named" not in out and "couldn't resolve module" not in out
     report = audit_report(work)
     controls = report["hosts"]["localhost"]["controls"]
-    wanted = {c["id"] for c in CATALOGUE["controls"] if c["role"] in BASELINE}
+    wanted = baseline_controls()
     assert set(controls) == wanted, sorted(wanted ^ set(controls))
     assert not {cid: c["status"] for cid, c in controls.items() if c["status"] == "error"}
     # The report came from the installed engine and catalogue, not from this checkout.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,12 @@ import yaml
 from conftest import config_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "modules"))
+from hvguard_baseline import baseline_controls  # noqa: E402
+
 BIN = ROOT / ".venv" / "bin"
 CATALOGUE = yaml.safe_load((ROOT / "controls" / "catalogue.yml").read_text())
 ALL_OFF = {c["variable"]: False for c in CATALOGUE["controls"]}
-# The roles audit.yml applies (staged roles have playbooks of their own).
-BASELINE = {
-    r["role"] if isinstance(r, dict) else r
-    for r in yaml.safe_load((ROOT / "playbooks" / "audit.yml").read_text())[1]["roles"]
-}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,7 @@ def test_pull_audit_checks_this_machine_and_gates(repo: Path, tmp_path: Path) ->
     rep = report(tmp_path)
     assert rep["run"]["mode"] == "check", rep["run"]
     controls = rep["hosts"]["localhost"]["controls"]
-    assert set(controls) == {c["id"] for c in CATALOGUE["controls"] if c["role"] in BASELINE}
+    assert set(controls) == baseline_controls()
     failing = [cid for cid, c in controls.items() if c["status"] in ("drift", "error")]
     assert proc.returncode == (2 if failing else 0), out[-3000:]
     if failing:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "modules"))
+from hvguard_baseline import baseline_controls  # noqa: E402
+
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
 
 
@@ -31,12 +35,7 @@ def load_cases() -> list[dict[str, Any]]:
 
 
 CASES = load_cases()
-SITE_ROLES = {"hvguard_memory", "hvguard_scrub", "hvguard_migration_tls"}
-SITE_CONTROLS = {
-    c["id"]
-    for c in yaml.safe_load((ROOT / "controls" / "catalogue.yml").read_text())["controls"]
-    if c["role"] in SITE_ROLES
-}
+SITE_CONTROLS = baseline_controls()  # site.yml applies what audit.yml audits
 
 
 def run_site(
