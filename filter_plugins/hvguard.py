@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Generic hvguard filters (report gating, run comparison).
+"""Generic hvguard filters (report gating, run comparison, file reads).
 
 The failing statuses are the reporting engine's (``hvguard_reporting.model.FAILING``, one
 definition for the whole pack); Ansible loads filter plugins by path, so the engine is loaded
@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from ansible.errors import AnsibleFilterError
 
 _ENGINE = "hvguard_reporting"
 
@@ -76,6 +78,38 @@ def hvguard_bad_regexes(patterns: Any) -> list[str]:
     return bad
 
 
+def hvguard_files_as_slurp(
+    files: Any, items: Any, attribute: str | None = None
+) -> list[dict[str, Any]]:
+    """``slurp`` loop results from one ``hvguard_files_info`` call, one per item of ``items``.
+
+    An item is a path, or a mapping whose ``attribute`` is the path; it is kept as the
+    result's ``item``, as a loop would. A file that is missing or was not read gets no
+    ``content`` (``failed``, as ``slurp`` under ``failed_when: false``).
+    """
+    if not isinstance(files, dict):
+        raise AnsibleFilterError("hvguard_files_as_slurp: expects the files of hvguard_files_info")
+    results = []
+    for item in items or []:
+        path = str(item[attribute] if attribute else item)
+        entry = files.get(path) or {}
+        result: dict[str, Any] = {"item": item, "source": path}
+        if entry.get("content") is not None:
+            result.update(content=entry["content"], encoding="base64", failed=False)
+        else:
+            result.update(failed=True, msg=entry.get("error") or f"file not found: {path}")
+        results.append(result)
+    return results
+
+
+def hvguard_files_checksums(files: Any, paths: Any) -> dict[str, str]:
+    """``{path: checksum}`` for ``paths`` from one ``hvguard_files_info`` call; ``''`` for a
+    path without one (missing, a link, not read), as ``stat.checksum | default('')`` was."""
+    if not isinstance(files, dict):
+        raise AnsibleFilterError("hvguard_files_checksums: expects the files of hvguard_files_info")
+    return {str(p): str((files.get(str(p)) or {}).get("checksum") or "") for p in paths or []}
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -83,4 +117,6 @@ class FilterModule:
         return {
             "hvguard_report_failures": hvguard_report_failures,
             "hvguard_bad_regexes": hvguard_bad_regexes,
+            "hvguard_files_as_slurp": hvguard_files_as_slurp,
+            "hvguard_files_checksums": hvguard_files_checksums,
         }
