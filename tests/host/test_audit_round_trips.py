@@ -25,8 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import config_fingerprint  # noqa: E402
 
 ROUND_TRIP_LIMIT = 20
-# Counted on the development machine when this test was written (see the docstring above).
-COUNTED_WHEN_WRITTEN = 27
 
 
 def counted_audit(work: Path) -> dict[str, Any]:
@@ -71,11 +69,6 @@ def test_round_trip_count_is_stable(audits: list[dict[str, Any]]) -> None:
     assert (first["round_trips"], first["by_task"]) == (second["round_trips"], second["by_task"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=f"issue 15: the audit costs {COUNTED_WHEN_WRITTEN} round trips, "
-    f"the target is {ROUND_TRIP_LIMIT}",
-)
 def test_audit_costs_at_most_the_round_trip_limit(audits: list[dict[str, Any]]) -> None:
     counted = audits[0]
     top = sorted(counted["by_task"].items(), key=lambda kv: -kv[1])
