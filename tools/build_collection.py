@@ -149,7 +149,8 @@ def assemble(dest: Path, root: Path = ROOT) -> Path:
         (plugins / "modules" / path.name).write_text(text, encoding="utf-8")
     for src, kind in PLUGIN_DIRS.items():
         (plugins / kind).mkdir()
-        for path in sorted((root / src).glob("*.py")):
+        # NAME.yml beside a plugin file documents a filter (ansible-doc -t filter NAME).
+        for path in sorted([*(root / src).glob("*.py"), *(root / src).glob("*.yml")]):
             shutil.copy2(path, plugins / kind / path.name)
 
     filters = filter_names(root)
