@@ -14,8 +14,13 @@ Two guards keep that honest:
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -71,6 +76,44 @@ def config_fingerprint(paths: list[str] = GUARDED) -> dict[str, str]:
             elif path.is_dir():
                 found[str(path)] = "dir"
     return found
+
+
+def counted_localhost_audit(work: Path, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Audit this machine (playbooks/audit.yml, local connection) with the round-trip counter
+    on and ``args`` added; assert it changed nothing and passed; return the report's host
+    entry and the counter's summary for localhost."""
+    root = Path(__file__).resolve().parents[2]
+    work.mkdir()
+    inventory = work / "hosts.ini"
+    inventory.write_text(
+        "[hypervisors]\n"
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_CALLBACKS_ENABLED": "hvguard_report,hvguard_rtt",
+        "HVGUARD_REPORT_DIR": str(work / "reports"),
+        "HVGUARD_RTT_FILE": str(work / "rtt.json"),
+    }
+    argv = [str(root / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory)]
+    before = config_fingerprint()
+    proc = subprocess.run(
+        [*argv, "playbooks/audit.yml", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert config_fingerprint() == before, "the check-mode audit changed this machine"
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    report_file = work / "reports" / "hvguard-report.json"
+    assert report_file.exists(), "the audit wrote no report"
+    report = json.loads(report_file.read_text())["hosts"]["localhost"]
+    return report, json.loads((work / "rtt.json").read_text())["hosts"]["localhost"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,48 +10,21 @@ every nightly fleet audit pays the difference times the connection latency per h
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import config_fingerprint  # noqa: E402
+from conftest import counted_localhost_audit
 
 ROUND_TRIP_LIMIT = 20
 
 
 def counted_audit(work: Path) -> dict[str, Any]:
     """Audit this machine with the counter on; return the counter's summary for localhost."""
-    work.mkdir()
-    inventory = work / "hosts.ini"
-    inventory.write_text(
-        "[hypervisors]\n"
-        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-    )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_CALLBACKS_ENABLED": "hvguard_report,hvguard_rtt",
-        "HVGUARD_REPORT_DIR": str(work / "reports"),
-        "HVGUARD_RTT_FILE": str(work / "rtt.json"),
-    }
-    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/audit.yml"]
-    before = config_fingerprint()
-    proc = subprocess.run(
-        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
-    assert config_fingerprint() == before, "the check-mode audit changed this machine"
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert (work / "reports" / "hvguard-report.json").exists(), "the audit wrote no report"
-    return json.loads((work / "rtt.json").read_text())["hosts"]["localhost"]
+    return counted_localhost_audit(work)[1]
 
 
 @pytest.fixture(scope="module")

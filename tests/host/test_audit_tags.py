@@ -9,19 +9,14 @@ carries no control ID, and re-reads after a task of another control replaced fil
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import config_fingerprint  # noqa: E402
+from conftest import counted_localhost_audit
 
 ROLE = "hvguard_migration_tls"
 READ = f"{ROLE} : Read the host keys' checksums, the certificates and the CRLs in one call"
@@ -29,36 +24,8 @@ READ = f"{ROLE} : Read the host keys' checksums, the certificates and the CRLs i
 
 def tagged_audit(work: Path, tags: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Audit this machine with ``--tags``; return the report's controls and the round trips."""
-    work.mkdir()
-    inventory = work / "hosts.ini"
-    inventory.write_text(
-        "[hypervisors]\n"
-        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-    )
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_CALLBACKS_ENABLED": "hvguard_report,hvguard_rtt",
-        "HVGUARD_REPORT_DIR": str(work / "reports"),
-        "HVGUARD_RTT_FILE": str(work / "rtt.json"),
-    }
-    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/audit.yml"]
-    before = config_fingerprint()
-    proc = subprocess.run(
-        [*argv, "--tags", tags],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert config_fingerprint() == before, "the check-mode audit changed this machine"
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    report = json.loads((work / "reports" / "hvguard-report.json").read_text())
-    rtt = json.loads((work / "rtt.json").read_text())["hosts"]["localhost"]
-    return report["hosts"]["localhost"]["controls"], rtt
+    host, rtt = counted_localhost_audit(work, "--tags", tags)
+    return host["controls"], rtt
 
 
 @pytest.mark.control("HVG-MIG-006", "HVG-MIG-008")
