@@ -42,7 +42,8 @@ audit: audit-local
 audit-ci: venv ## Audit INVENTORY in check mode; exit 0 compliant, 10 drift, 11 error (tools/hvguard_audit.py)
 	$(BIN)/python tools/hvguard_audit.py -i $(or $(INVENTORY),inventories/localhost/hosts.yml)
 
-lint: venv ## yamllint, ansible-lint (production profile), ruff
+lint: venv ## yamllint, ansible-lint (production profile), ruff, generated docs current
+	$(BIN)/python tools/gen_docs.py --check
 	yamllint -s .
 	ruff check .
 	ruff format --check .
