@@ -42,8 +42,7 @@ audit: audit-local
 audit-ci: venv ## Audit INVENTORY in check mode; exit 0 compliant, 10 drift, 11 error (tools/hvguard_audit.py)
 	$(BIN)/python tools/hvguard_audit.py -i $(or $(INVENTORY),inventories/localhost/hosts.yml)
 
-lint: venv ## yamllint, ansible-lint (production profile), ruff, generated docs current
-	$(BIN)/python tools/gen_docs.py --check
+lint: venv docs-check ## generated docs current (docs-check), yamllint, ansible-lint (production profile), ruff
 	yamllint -s .
 	ruff check .
 	ruff format --check .
