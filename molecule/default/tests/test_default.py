@@ -111,7 +111,7 @@ ALL_COMPLIANT = dict.fromkeys(MEMORY_CONTROLS, "compliant")
 @pytest.mark.parametrize(
     ("label", "expected"),
     [
-        ("pristine", dict.fromkeys(MEMORY_CONTROLS, "drift")),  # on Ansible's plain linear
+        ("pristine", dict.fromkeys(MEMORY_CONTROLS, "drift")),
         ("compliant", ALL_COMPLIANT),
     ],
 )

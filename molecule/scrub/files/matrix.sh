@@ -179,8 +179,8 @@ for k in "${!MARK[@]}"; do
   [[ $k == control-* || $k == info-* ]] || echo "${MARK[$k]}" >>"$W/markers"
 done
 lvcreate -q -y -W n -Z n -l 100%FREE -n refill vmvg >/dev/null  # no wipe: reads old bytes
-lvcreate -q -y -V 700M -T vmvg/tpool -n trefill >/dev/null
-fallocate -l 600M "$POOL/refill.raw"
+lvcreate -q -y -V 384M -T vmvg/tpool -n trefill >/dev/null
+fallocate -l 320M "$POOL/refill.raw"
 for dev in /dev/vmvg/refill /dev/vmvg/trefill "$POOL/refill.raw"; do
   scan "$W/newvol" "$W/markers" "$dev"
   n=$(wc -l <"$W/newvol")

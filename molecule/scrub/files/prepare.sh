@@ -6,7 +6,7 @@ export LVM_SUPPRESS_FD_WARNINGS=1
 if ! vgs vmvg >/dev/null 2>&1; then
   pvcreate -q /dev/vdb
   vgcreate -q vmvg /dev/vdb
-  lvcreate -q -y -L 768M -T vmvg/tpool
+  lvcreate -q -y -L 384M -T vmvg/tpool
   echo created vg
 fi
 if ! blkid /dev/vdc >/dev/null 2>&1; then
