@@ -71,11 +71,14 @@ docs-check: venv
 -include mk/*.mk
 
 # Stages run in order and stop at the first failure; each one's wall time is printed and,
-# when HVGUARD_TIMINGS names a file, appended to it (.ci/run prints it in its summary).
-TEST_STAGES ?= lint unit lab-image molecule
+# when HVGUARD_TIMINGS names a file, appended to it (.ci/run prints it in its summary). The
+# targets of a stage "a+b" run side by side (output grouped per target): the lab image's
+# build (debootstrap, mostly waiting on dpkg and the disk) beside the CPU-bound unit tests.
+TEST_STAGES ?= lint unit+lab-image molecule
 test: venv ## Everything CI runs: lint, pytest, Molecule scenarios
 	@summary=""; for t in $(TEST_STAGES); do \
-	  t0=$$(date +%s); rc=0; $(MAKE) --no-print-directory $$t || rc=$$?; \
+	  targets=$${t//+/ }; set -- $$targets; \
+	  t0=$$(date +%s); rc=0; $(MAKE) --no-print-directory -j$$# --output-sync=target $$targets || rc=$$?; \
 	  line=$$(printf '%-22s %5ss  rc=%s' "make $$t" "$$(( $$(date +%s) - t0 ))" "$$rc"); \
 	  summary="$$summary\n  $$line"; [ -z "$$HVGUARD_TIMINGS" ] || echo "$$line" >> "$$HVGUARD_TIMINGS"; \
 	  if [ $$rc -ne 0 ]; then printf "::: make test stages:$$summary\n"; exit $$rc; fi; \
