@@ -10,8 +10,8 @@ LAB_REPORTS := $(HVGUARD_REPORT_DIR)/$(LAB_NAME)
 # Mitogen: scenarios opt in with, in molecule.yml,
 #   ansible: {env: {ANSIBLE_STRATEGY_PLUGINS: ${HVGUARD_MITOGEN_STRATEGY_PLUGINS},
 #                   ANSIBLE_STRATEGY: mitogen_linear}}
-# `make ... MITOGEN=1` switches every lab run and scenario to it (the `default` scenario's
-# pristine audit pins linear: the pack itself must never depend on Mitogen). Expanded when a
+# `make ... MITOGEN=1` switches every lab run and scenario to it (the pack itself must never
+# depend on Mitogen: tests/host/test_audit_localhost.py pins linear). Expanded when a
 # recipe runs (`=`, not `:=`): on a fresh clone the venv exists only after `make venv`, and
 # `make unit`/`make molecule` must not get an empty plugin path.
 export HVGUARD_MITOGEN_STRATEGY_PLUGINS = $(shell $(BIN)/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__) + "/plugins/strategy")' 2>/dev/null)
