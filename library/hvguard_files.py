@@ -39,9 +39,12 @@ options:
         type: path
         required: true
       state:
-        description: C(file) (with C(content)) or C(directory).
+        description:
+          - C(file) (with C(content)), C(directory), or C(absent) (a file or link removed as
+            C(ansible.builtin.file) with C(state=absent) removes it; a directory there is an
+            error, never removed).
         type: str
-        choices: [file, directory]
+        choices: [file, directory, absent]
         default: file
       content:
         description: The file's whole content (text). Required for C(state=file).
@@ -53,9 +56,8 @@ options:
         description: Group name; unchanged when omitted.
         type: str
       mode:
-        description: Octal mode such as C("0644").
+        description: Octal mode such as C("0644"). Required unless O(files[].state=absent).
         type: str
-        required: true
       validate:
         description:
           - Command that checks a new content before it replaces the file, as
@@ -64,6 +66,16 @@ options:
             unchanged. When it fails, the file is left as it was and the call fails; entries
             before it in the list stay as they were put (as separate tasks would).
         type: str
+      diff:
+        description:
+          - How a content change shows in the diff. C(text) is the whole old and new text,
+            as C(copy) shows it; right for a configuration file a reviewer reads.
+          - C(summary) is one line per side, the SHA-256 and size of the old and the new
+            content. For a program or any long file, whose text would bury a report's other
+            evidence (the scrub engine is over 1,000 lines).
+        type: str
+        choices: [text, summary]
+        default: text
 attributes:
   check_mode:
     support: full
@@ -81,6 +93,14 @@ EXAMPLES = r"""
         owner: root
         group: root
         mode: "0644"
+
+- name: A program whose diff names its old and new checksum, not its text
+  hvguard_files:
+    files:
+      - path: /usr/local/sbin/tool
+        content: "{{ lookup('ansible.builtin.file', 'tool', rstrip=false) }}"
+        mode: "0755"
+        diff: summary
 """
 
 RETURN = r"""
@@ -92,6 +112,7 @@ files:
     /etc/pki/libvirt/servercert.pem: {changed: true, state: file, created: false}
 """
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -106,14 +127,18 @@ ARGUMENT_SPEC: dict[str, Any] = {
         "required": True,
         "options": {
             "path": {"type": "path", "required": True},
-            "state": {"type": "str", "choices": ["file", "directory"], "default": "file"},
+            "state": {"type": "str", "choices": ["file", "directory", "absent"], "default": "file"},
             "content": {"type": "str", "no_log": False},
             "owner": {"type": "str"},
             "group": {"type": "str"},
-            "mode": {"type": "str", "required": True},
+            "mode": {"type": "str"},
             "validate": {"type": "str"},
+            "diff": {"type": "str", "choices": ["text", "summary"], "default": "text"},
         },
-        "required_if": [["state", "file", ["content"]]],
+        "required_if": [
+            ["state", "file", ["content", "mode"]],
+            ["state", "directory", ["mode"]],
+        ],
     }
 }
 
@@ -155,6 +180,22 @@ def validate(module: AnsibleModule, spec: dict[str, Any], tmp: str) -> None:
         )
 
 
+def summary(data: bytes | None) -> str:
+    """One line that names a content without showing it."""
+    if data is None:
+        return "absent\n"
+    return f"sha256 {hashlib.sha256(data).hexdigest()}, {len(data)} bytes\n"
+
+
+def content_diff(spec: dict[str, Any], current: bytes | None, want: bytes) -> dict[str, Any]:
+    path = spec["path"]
+    if spec.get("diff") == "summary":
+        before, after = summary(current), summary(want)
+    else:
+        before, after = (current or b"").decode(errors="replace"), spec["content"]
+    return {"before": before, "after": after, "before_header": path, "after_header": path}
+
+
 def write_atomically(module: AnsibleModule, spec: dict[str, Any], data: bytes) -> None:
     path = spec["path"]
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".hvguard-")  # mode 0600
@@ -193,9 +234,7 @@ def ensure_file(module: AnsibleModule, spec: dict[str, Any]) -> tuple[bool, dict
     content_changed = current != want
     diffs: list[dict[str, Any]] = []
     if content_changed:
-        before = (current or b"").decode(errors="replace")
-        diffs.append({"before": before, "after": spec["content"],
-                      "before_header": path, "after_header": path})  # fmt: skip
+        diffs.append(content_diff(spec, current, want))
         if not module.check_mode:
             write_atomically(module, spec, want)
     result = {"state": "file", "created": info is None}
@@ -240,6 +279,19 @@ def ensure_directory(module: AnsibleModule, spec: dict[str, Any]) -> tuple[bool,
     return changed, {"changed": changed, "state": "directory", "created": False}, diffs
 
 
+def ensure_absent(module: AnsibleModule, spec: dict[str, Any]) -> tuple[bool, dict, list]:
+    path = spec["path"]
+    info = lstat_or_none(path)
+    if info is None:
+        return False, {"changed": False, "state": "absent", "created": False}, []
+    kind = "link" if stat.S_ISLNK(info.st_mode) else "file"
+    diffs = [{"before": {"state": kind}, "after": {"state": "absent"},
+              "before_header": path, "after_header": path}]  # fmt: skip
+    if not module.check_mode:
+        os.unlink(path)  # a link itself, never its target
+    return True, {"changed": True, "state": "absent", "created": False}, diffs
+
+
 def preflight(specs: list[dict[str, Any]], check_mode: bool) -> None:
     """Refuse the whole call before any change when an entry cannot be put in place.
 
@@ -264,7 +316,10 @@ def preflight(specs: list[dict[str, Any]], check_mode: bool) -> None:
                 raise FilesError(f"{path} is {kind}, a directory is wanted: nothing changed")
             dirs_to_be.add(path)
         elif info is not None and stat.S_ISDIR(info.st_mode):
-            raise FilesError(f"{path} is a directory, a file is wanted: nothing changed")
+            wanted = "a file"
+            if spec["state"] == "absent":
+                wanted = "absent (only files and links are removed)"
+            raise FilesError(f"{path} is a directory, {wanted} is wanted: nothing changed")
 
 
 def ensure_all(module: AnsibleModule) -> dict[str, Any]:
@@ -272,11 +327,14 @@ def ensure_all(module: AnsibleModule) -> dict[str, Any]:
     preflight(specs, module.check_mode)
     changed, files, diffs = False, {}, []
     for spec in specs:
-        handler = ensure_directory if spec["state"] == "directory" else ensure_file
+        handler = HANDLERS[spec["state"]]
         one_changed, files[spec["path"]], one_diffs = handler(module, spec)
         changed = changed or one_changed
         diffs.extend(one_diffs)
     return {"changed": changed, "files": files, "diff": diffs}
+
+
+HANDLERS = {"file": ensure_file, "directory": ensure_directory, "absent": ensure_absent}
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ before anything changes) is tested on its own.
 from __future__ import annotations
 
 import grp
+import hashlib
 import json
 import os
 import stat
@@ -260,3 +261,72 @@ def test_validate_checks_the_new_content_with_its_final_mode_before_it_replaces_
 
     missing = run_module(mod, capsys, {"files": [dict(spec, content="x", validate="true")]})
     assert missing["failed"] and "must contain %s" in missing["msg"]
+
+
+@pytest.mark.control("HVG-STO-001")
+def test_summary_diff_names_checksums_and_sizes_never_the_text(tmp_path: Path, capsys) -> None:
+    """Issue 10 bug 5: a program's evidence is its old and new checksum and size, not its
+    source (the scrub engine's text filled every report cell)."""
+    program = tmp_path / "tool"
+    program.write_text("#!/bin/sh\necho old secret-looking text\n")
+    program.chmod(0o755)
+    new = "#!/bin/sh\necho new\n"
+    spec = {"path": str(program), "content": new, "mode": "0755", "diff": "summary"}
+    result = run_module(mod, capsys, {"files": [spec]}, check=True, diff=True)
+    assert result["changed"] is True
+    (diff,) = result["diff"]
+    old_sum = hashlib.sha256(program.read_bytes()).hexdigest()
+    new_sum = hashlib.sha256(new.encode()).hexdigest()
+    assert diff["before"] == f"sha256 {old_sum}, {program.stat().st_size} bytes\n"
+    assert diff["after"] == f"sha256 {new_sum}, {len(new)} bytes\n"
+    assert "echo" not in json.dumps(diff)
+    assert program.read_text().endswith("old secret-looking text\n"), "check mode wrote"
+
+    absent = tmp_path / "absent"
+    created = run_module(
+        mod, capsys, {"files": [dict(spec, path=str(absent))]}, check=True, diff=True
+    )
+    assert created["diff"][0]["before"] == "absent\n"
+
+    text = run_module(mod, capsys, {"files": [dict(spec, diff="text")]}, check=True, diff=True)
+    assert text["diff"][0]["after"] == new, "the default diff is the whole text, as copy's"
+
+
+def test_absent_removes_files_and_links_never_targets_nor_directories(
+    tmp_path: Path, capsys
+) -> None:
+    """state=absent as file's: a file or a link goes (the link's target stays), a missing
+    path is no change, check mode removes nothing; a directory there refuses the call."""
+    target = tmp_path / "target"
+    target.write_text("kept\n")
+    (tmp_path / "link").symlink_to(target)
+    (tmp_path / "file").write_text("x\n")
+    specs = [{"path": str(tmp_path / n), "state": "absent"} for n in ("file", "link", "gone")]
+
+    check = run_module(mod, capsys, {"files": specs}, check=True, diff=True)
+    assert check["changed"] is True
+    assert {p: f["changed"] for p, f in check["files"].items()} == {
+        str(tmp_path / "file"): True, str(tmp_path / "link"): True, str(tmp_path / "gone"): False
+    }  # fmt: skip
+    assert [d["before"] for d in check["diff"]] == [{"state": "file"}, {"state": "link"}]
+    assert (tmp_path / "file").exists() and (tmp_path / "link").is_symlink()
+
+    applied = run_module(mod, capsys, {"files": specs})
+    assert applied["changed"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+    assert target.read_text() == "kept\n"
+    assert run_module(mod, capsys, {"files": specs})["changed"] is False
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x\n")
+    refused = run_module(
+        mod, capsys, {"files": [specs[0], {"path": str(tmp_path / "dir"), "state": "absent"}]}
+    )
+    assert refused["failed"] and "is a directory" in refused["msg"], refused
+    assert (tmp_path / "file").exists() and (tmp_path / "dir").is_dir()
+
+
+def test_mode_is_required_for_files_and_directories(tmp_path: Path, capsys) -> None:
+    for spec in ({"content": "x"}, {"state": "directory"}):
+        result = run_module(mod, capsys, {"files": [dict(spec, path=str(tmp_path / "p"))]})
+        assert result["failed"] and "mode" in result["msg"], result
