@@ -83,6 +83,18 @@ options:
     type: list
     elements: path
     default: [/usr/sbin/needrestart, /etc/needrestart]
+  packages:
+    description:
+      - Packages whose installed version is wanted (in C(packages)), read from O(dpkg_status).
+        The role installs only those reported missing, so a host that has them pays no
+        package-manager round trip in the audit.
+    type: list
+    elements: str
+    default: []
+  dpkg_status:
+    description: dpkg's database of installed packages.
+    type: path
+    default: /var/lib/dpkg/status
   qemu_log_dir:
     description:
       - Where libvirt writes each domain's QEMU log (C(NAME.log)), read for the QEMU version
@@ -181,6 +193,9 @@ ansible_facts:
           kept_back: []
         needrestart:
           present: true
+        packages:
+          unattended-upgrades: "2.9.1+nmu3"
+          missing-package: null
 changed:
   description: True when the state file was written (never in check mode).
   returned: always
@@ -612,6 +627,24 @@ def uu_facts(log: str, now: float) -> dict[str, Any]:
     return facts
 
 
+def installed_packages(status_file: str, names: list[str]) -> dict[str, str | None]:
+    """Installed version of each of ``names`` (None: not installed, or no dpkg database)."""
+    found: dict[str, str | None] = dict.fromkeys(names)
+    if not names:
+        return found
+    try:
+        text = Path(status_file).read_text(errors="replace")
+    except OSError:
+        return found
+    for paragraph in text.split("\n\n"):
+        lines = [line for line in paragraph.splitlines() if ": " in line and line[0] != " "]
+        fields = dict(line.split(": ", 1) for line in lines)
+        name = fields.get("Package")
+        if name in found and fields.get("Status", "").endswith(" installed"):
+            found[name] = fields.get("Version")
+    return found
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -633,6 +666,8 @@ def main() -> None:
                 "elements": "path",
                 "default": ["/usr/sbin/needrestart", "/etc/needrestart"],
             },
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "dpkg_status": {"type": "path", "default": "/var/lib/dpkg/status"},
             "qemu_log_dir": {"type": "path", "default": "/var/log/libvirt/qemu"},
             "timeout": {"type": "int", "default": 120},
         },
@@ -668,6 +703,7 @@ def main() -> None:
         "qemu": qemu_facts(params["proc_dir"], params["process_regex"], params["qemu_log_dir"]),
         "unattended_upgrades": uu_facts(params["uu_log"], now),
         "needrestart": {"present": any(os.path.exists(p) for p in params["needrestart_paths"])},
+        "packages": installed_packages(params["dpkg_status"], params["packages"]),
     }
     module.exit_json(changed=changed, ansible_facts={"hvguard_patch": facts})
 

@@ -224,3 +224,22 @@ def test_without_apt_get_updates_report_an_error(
 def test_documentation_renders() -> None:
     text = ansible_doc("hvguard_patch_facts")
     assert "state_file" in text and "security_suite_regex" in text
+
+
+@pytest.mark.control("HVG-PAT-001")
+@pytest.mark.skipif(not Path("/var/lib/dpkg/status").exists(), reason="no dpkg database")
+def test_installed_packages_agree_with_dpkg_query() -> None:
+    """The role installs only what this reports missing: it must agree with dpkg itself on
+    this machine's database (installed, removed-but-configured, never heard of)."""
+    listed = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package}\\t${db:Status-Status}\\t${Version}\\n"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    rows = [line.split("\t") for line in listed]
+    installed = [r for r in rows if r[1] == "installed"][:40]
+    others = [r for r in rows if r[1] != "installed"][:10]
+    names = [r[0] for r in installed + others] + ["hvguard-no-such-package"]
+    got = mod.installed_packages("/var/lib/dpkg/status", names)
+    want = {r[0]: r[2] for r in installed} | {r[0]: None for r in others}
+    assert got == want | {"hvguard-no-such-package": None}
+    assert mod.installed_packages("/nonexistent/status", ["dpkg"]) == {"dpkg": None}

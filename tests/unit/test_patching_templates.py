@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -65,9 +66,13 @@ def render(template: str, **overrides: Any) -> str:
 
 
 def validator(template: str) -> str:
-    """The `validate:` of the task that installs ``template``."""
-    [task] = [t for t in TASKS if t.get("ansible.builtin.template", {}).get("src") == template]
-    return task["ansible.builtin.template"]["validate"]
+    """The `validate` of the hvguard_files entry that installs ``template``."""
+    entry = rf"'ansible\.builtin\.template', '{re.escape(template)}'\).*?'validate': '([^']*)'"
+    found = [
+        re.search(entry, t["hvguard_files"]["files"], re.S) for t in TASKS if "hvguard_files" in t
+    ]
+    [match] = [m for m in found if m]
+    return match.group(1)
 
 
 def validate(template: str, path: Path) -> subprocess.CompletedProcess[str]:
