@@ -22,7 +22,6 @@ _DN_SPECIALS = re.compile(r'([,+"\\<>;=])')
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
-_TCP_LISTEN = "0A"
 
 
 def _dn_value(value: str) -> str:
@@ -176,19 +175,6 @@ def hvguard_tls_peer_addresses(
             f"hvguard_tls_peer_addresses: {addr_var} is empty for {', '.join(sorted(missing))}"
         )
     return {"ipv4": [str(a) for a in sorted(v4)], "ipv6": [str(a) for a in sorted(v6)]}
-
-
-def hvguard_tls_listening_ports(proc_net_tcp: Iterable[str] | str) -> list[int]:
-    """TCP ports in LISTEN state from the text of /proc/net/tcp and /proc/net/tcp6."""
-    texts = [proc_net_tcp] if isinstance(proc_net_tcp, str) else list(proc_net_tcp)
-    ports: set[int] = set()
-    for text in texts:
-        for line in str(text).splitlines()[1:]:
-            fields = line.split()
-            if len(fields) < 4 or fields[3] != _TCP_LISTEN:
-                continue
-            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return sorted(ports)
 
 
 def _load_cert(pem: str) -> Any:
@@ -724,7 +710,6 @@ class FilterModule:
             "hvguard_tls_dn_list": hvguard_tls_dn_list,
             "hvguard_tls_sans": hvguard_tls_sans,
             "hvguard_tls_peer_addresses": hvguard_tls_peer_addresses,
-            "hvguard_tls_listening_ports": hvguard_tls_listening_ports,
             "hvguard_tls_cert_info": hvguard_tls_cert_info,
             "hvguard_tls_key_matches": hvguard_tls_key_matches,
             "hvguard_tls_signed_by": hvguard_tls_signed_by,

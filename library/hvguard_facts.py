@@ -21,8 +21,8 @@ description:
     init), C(kernel) (release, cmdline, params), C(boot) (loader, grub_dropin_dir,
     update_cmd), C(memory) (ksm, ksmtuned, swap, thp), C(libvirt) (present, version,
     daemon_mode, layouts_available, daemons, daemons_running, running, uri, conf_dir, units,
-    pools, domains), C(qemu) (present, version, binaries), C(network) (bridges, ovs),
-    C(lvm) (present, conf)."
+    pools, domains), C(qemu) (present, version, binaries), C(network) (bridges, ovs,
+    tcp_listen_ports), C(lvm) (present, conf)."
   - C(libvirt.daemon_mode) is C(modular) when C(virtqemud) is installed and either its units
     are enabled (systemd), it runs (other init), or C(libvirtd) is not installed;
     C(monolithic) when C(libvirtd) is installed otherwise; C(none) without either.
@@ -127,7 +127,7 @@ ansible_facts:
                processes: [{pid: 4242, name: qemu-system-x86_64,
                             exe: /usr/bin/qemu-system-x86_64}]}
         network: {bridges: [{name: br0, ports: [eth0, vnet0]}],
-                  ovs: {present: false, bridges: []}}
+                  ovs: {present: false, bridges: []}, tcp_listen_ports: [22, 16514]}
         lvm: {present: true, conf: /etc/lvm/lvm.conf}
 """
 
@@ -147,6 +147,7 @@ from ansible.module_utils.hvguard_facts_libvirt import (
     LibvirtFacts,
     daemon_mode,
     domain_xml_facts,
+    listening_ports,
     names_of,
     parse_systemctl_show,
     pool_facts,
@@ -156,7 +157,7 @@ from ansible.module_utils.hvguard_facts_libvirt import (
 # Re-exported for callers and tests that know the single-file module.
 __all__ = [
     "PROBE_RETRIES", "URI", "CmdResult", "FactsBase", "Gatherer", "daemon_mode",
-    "domain_xml_facts", "names_of", "parse_cmdline", "parse_os_release",
+    "domain_xml_facts", "listening_ports", "names_of", "parse_cmdline", "parse_os_release",
     "parse_systemctl_show", "pool_facts", "quote", "run_command", "selected_word",
     "unescape_mount",
 ]  # fmt: skip

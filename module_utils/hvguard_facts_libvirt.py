@@ -335,12 +335,29 @@ class LibvirtFacts(FactsBase):
         if ovs_present:
             result = self.run("ovs-vsctl", "--timeout=5", "list-br")
             ovs_bridges = names_of(result.out) if result.rc == 0 else []
-        return {"bridges": bridges, "ovs": {"present": ovs_present, "bridges": ovs_bridges}}
+        return {
+            "bridges": bridges,
+            "ovs": {"present": ovs_present, "bridges": ovs_bridges},
+            "tcp_listen_ports": listening_ports(
+                [self.read("/proc/net/tcp") or "", self.read("/proc/net/tcp6") or ""]
+            ),
+        }
 
     def lvm_facts(self) -> dict[str, Any]:
         present = self.find_binary("lvm") is not None
         conf = "/etc/lvm/lvm.conf" if self.exists("/etc/lvm/lvm.conf") else None
         return {"present": present, "conf": conf}
+
+
+def listening_ports(proc_net_tcp: list[str]) -> list[int]:
+    """TCP ports in LISTEN state (st 0A) from the text of /proc/net/tcp and /proc/net/tcp6."""
+    ports: set[int] = set()
+    for text in proc_net_tcp:
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 4 and fields[3] == "0A" and ":" in fields[1]:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
 
 
 def parse_systemctl_show(text: str) -> list[dict[str, str]]:

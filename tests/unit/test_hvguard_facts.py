@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -160,7 +161,9 @@ def test_host_without_libvirt(bare_root, bindir):
     assert facts["memory"]["thp"] == {"enabled": "madvise", "defrag": None}
     assert facts["boot"] == {"loader": "none", "grub_dropin_dir": None, "update_cmd": None}
     assert facts["lvm"] == {"present": False, "conf": None}
-    assert facts["network"] == {"bridges": [], "ovs": {"present": False, "bridges": []}}
+    assert facts["network"] == {
+        "bridges": [], "ovs": {"present": False, "bridges": []}, "tcp_listen_ports": []
+    }  # fmt: skip
 
 
 def test_missing_everything_is_tolerated(tmp_path, bindir):
@@ -801,8 +804,43 @@ def test_bridges_ovs_and_lvm(bare_root, bindir):
     assert facts["network"] == {
         "bridges": [{"name": "br0", "ports": ["eth0", "vnet0"]}],
         "ovs": {"present": True, "bridges": ["ovsbr0", "ovsbr1"]},
+        "tcp_listen_ports": [],
     }
     assert facts["lvm"] == {"present": True, "conf": "/etc/lvm/lvm.conf"}
+
+
+PROC_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
+   0: 00000000:4072 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   1: 0100007F:406D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
+   2: 0100007F:0016 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0
+"""
+PROC_TCP6 = """  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A
+"""
+
+
+@pytest.mark.control("HVG-MIG-002")
+def test_listening_tcp_ports_only_listen_state_both_families(bare_root, bindir):
+    """HVG-MIG-002 judges the listeners from these facts (no round trip of its own)."""
+    assert mod.listening_ports([PROC_TCP, PROC_TCP6]) == [22, 16493, 16498]
+    assert mod.listening_ports([PROC_TCP, "", "garbage\nno fields"]) == [16493, 16498]
+    put(bare_root, "/proc/net/tcp", PROC_TCP)
+    put(bare_root, "/proc/net/tcp6", PROC_TCP6)
+    facts, _ = gather(bare_root)
+    assert facts["network"]["tcp_listen_ports"] == [22, 16493, 16498]
+
+
+@pytest.mark.control("HVG-MIG-002")
+def test_listening_tcp_ports_agree_with_ss_on_this_machine():
+    """Differential: the kernel's tables as ss reads them (over netlink), on this machine."""
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("no ss")
+    listed = subprocess.run([ss, "-Htln"], capture_output=True, text=True, check=True).stdout
+    want = sorted({int(line.split()[3].rsplit(":", 1)[1]) for line in listed.splitlines()})
+    texts = [Path(p).read_text() for p in ("/proc/net/tcp", "/proc/net/tcp6") if Path(p).exists()]
+    assert mod.listening_ports(texts) == want
+
 
 
 # -- the module entry point and a real run ---------------------------------------------------

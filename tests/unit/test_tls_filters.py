@@ -94,21 +94,6 @@ def test_peer_addresses_split_by_family_and_require_every_host():
         f.hvguard_tls_peer_addresses({"x": {"hvguard_migration_tls_addresses": ["h"]}}, ["x"])
 
 
-PROC_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid
-   0: 00000000:4072 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
-   1: 0100007F:406D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0
-   2: 0100007F:0016 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0
-"""
-PROC_TCP6 = """  sl  local_address                         remote_address                        st
-   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A
-"""
-
-
-def test_listening_ports_only_listen_state_both_families():
-    assert f.hvguard_tls_listening_ports([PROC_TCP, PROC_TCP6]) == [22, 16493, 16498]
-    assert f.hvguard_tls_listening_ports(PROC_TCP) == [16493, 16498]
-
-
 @pytest.fixture(scope="module")
 def pki():
     ca = tlslab.CA.create("unit CA")
