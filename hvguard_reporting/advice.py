@@ -67,6 +67,8 @@ def impact(meta: Mapping[str, Any], domains: list[str] | None) -> str:
         )
     if disruption == "low":
         return f"no reboot; disruption low: running domains keep running ({running})"
+    if domains == []:
+        return f"no reboot; disruption {disruption}: nothing it could affect runs ({running})"
     return f"no reboot; disruption {disruption}: may affect the {running}"
 
 

@@ -19,7 +19,7 @@ from test_report_callback import CATALOGUE, M1, M2, run_meta, schema
 
 import hvguard_reporting as hr
 from hvguard_reporting import waivers as wv
-from hvguard_reporting.advice import action
+from hvguard_reporting.advice import action, impact
 
 TODAY = dt.date(2026, 12, 1)
 
@@ -413,3 +413,16 @@ def test_a_host_left_out_is_not_fixed() -> None:
     del new["hosts"]["hv1"]
     diff = hr.compare(old, new)
     assert diff["fixed"] == [] and diff["new"] == []
+
+
+@pytest.mark.parametrize(
+    ("domains", "want"),
+    [
+        ([], "no reboot; disruption medium: nothing it could affect runs (no running domains)"),
+        (["a"], "no reboot; disruption medium: may affect the 1 running domain(s): a"),
+        (None, "no reboot; disruption medium: may affect the running domains unknown "
+               "(no hvguard facts in this run)"),
+    ],
+)  # fmt: skip
+def test_impact_of_a_disruptive_control_reads_right(domains: list[str] | None, want: str) -> None:
+    assert impact({"disruption": "medium"}, domains) == want
