@@ -842,7 +842,6 @@ def test_listening_tcp_ports_agree_with_ss_on_this_machine():
     assert mod.listening_ports(texts) == want
 
 
-
 # -- the module entry point and a real run ---------------------------------------------------
 def test_module_check_mode_returns_facts_unchanged(bare_root, bindir, capsys, monkeypatch):
     real = mod.Gatherer
