@@ -830,16 +830,40 @@ def test_listening_tcp_ports_only_listen_state_both_families(bare_root, bindir):
     assert facts["network"]["tcp_listen_ports"] == [22, 16493, 16498]
 
 
+NETNS_LISTENERS = """
+import json, socket, subprocess, sys
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+held = []
+for family, host, port in ((socket.AF_INET, "127.0.0.1", 16514), (socket.AF_INET6, "::1", 2222),
+                           (socket.AF_INET, "0.0.0.0", 22)):
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.bind((host, port))
+    sock.listen()
+    held.append(sock)
+quiet = socket.socket()
+quiet.bind(("127.0.0.1", 16509))  # bound, never listening: not a listener
+client = socket.create_connection(("127.0.0.1", 16514))  # an established pair: not listeners
+held += [quiet, client, held[0].accept()[0]]
+ss = subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True).stdout
+texts = [open(p).read() for p in ("/proc/net/tcp", "/proc/net/tcp6")]
+json.dump({"ss": ss, "texts": texts}, sys.stdout)
+"""
+
+
 @pytest.mark.control("HVG-MIG-002")
-def test_listening_tcp_ports_agree_with_ss_on_this_machine():
-    """Differential: the kernel's tables as ss reads them (over netlink), on this machine."""
-    ss = shutil.which("ss")
-    if ss is None:
-        pytest.skip("no ss")
-    listed = subprocess.run([ss, "-Htln"], capture_output=True, text=True, check=True).stdout
-    want = sorted({int(line.split()[3].rsplit(":", 1)[1]) for line in listed.splitlines()})
-    texts = [Path(p).read_text() for p in ("/proc/net/tcp", "/proc/net/tcp6") if Path(p).exists()]
-    assert mod.listening_ports(texts) == want
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ss"), reason="needs root and ss")
+def test_listening_tcp_ports_agree_with_ss():
+    """Differential against ss (which asks the kernel over netlink) in a private network
+    namespace with known sockets: listeners on IPv4 and IPv6, a bound socket that never
+    listens and an established connection (the only sockets there, so nothing races)."""
+    proc = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", NETNS_LISTENERS],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    seen = json.loads(proc.stdout)
+    from_ss = sorted({int(line.split()[3].rsplit(":", 1)[1]) for line in seen["ss"].splitlines()})
+    assert from_ss == [22, 2222, 16514]
+    assert mod.listening_ports(seen["texts"]) == from_ss
 
 
 # -- the module entry point and a real run ---------------------------------------------------

@@ -244,3 +244,32 @@ def test_rendered_files_name_their_control() -> None:
                           ("libvirt-guests.j2", "HVG-PAT-002")]:  # fmt: skip
         assert f"Managed by hvguard ({cid})" in render(template), template
     assert json.dumps(DEFAULTS["hvguard_patching_origins_patterns"]) == json.dumps(SECURITY_ONLY)
+
+
+@pytest.mark.control("HVG-PAT-001")
+def test_only_packages_the_facts_found_missing_are_installed(tmp_path: Path) -> None:
+    """The role's apt task gets exactly the packages hvguard_patch_facts reported without an
+    installed version (evaluated by Ansible from the role's vars/main.yml)."""
+    play = tmp_path / "play.yml"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: false\n"
+        f"  vars_files: [{ROLE / 'vars' / 'main.yml'}]\n"
+        "  tasks:\n    - ansible.builtin.debug:\n"
+        '        msg: "MISSING={{ __hvguard_patching_missing_packages | to_json }}"\n'
+    )
+    cases = [
+        ({"a": "1.0", "b": None}, ["b", "c"]),
+        ({"a": "1.0", "b": "2", "c": "3"}, []),
+        ({}, ["a", "b", "c"]),
+    ]
+    for packages, want in cases:
+        extra = {"__hvguard_patching_packages": ["a", "b", "c"],
+                 "hvguard_patch": {"packages": packages}}  # fmt: skip
+        proc = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(play), "-e", json.dumps(extra)],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        [line] = [x for x in proc.stdout.splitlines() if "MISSING=" in x]
+        assert json.loads(line.split("MISSING=", 1)[1].rstrip('"').replace('\\"', '"')) == want
