@@ -59,6 +59,21 @@ def other_roles_off(role: str) -> dict[str, bool]:
     return {**off, "hvguard_apply_to_controller": True}
 
 
+def given_facts(**libvirt: Any) -> dict[str, Any]:
+    """hvguard facts of a Debian 12 hypervisor with libvirt and QEMU, no domain, no systemd
+    (for role runs against a sandbox: passed as the extra var ``hvguard``); ``libvirt``
+    overrides the libvirt keys (e.g. ``running=True``)."""
+    return {
+        "os": {"family": "Debian", "distribution": "Debian", "version": "12",
+               "pkg_mgr": "apt", "init": "other"},
+        "kernel": {"release": "6.1.0", "cmdline": "ro", "params": {}},
+        "boot": {"loader": "grub", "grub_dropin_dir": None, "update_cmd": None},
+        "libvirt": {"present": True, "running": False, "daemon_mode": "monolithic",
+                    "version": "9.0.0", "domains": [], "pools": [], "units": {}, **libvirt},
+        "qemu": {"present": True, "version": "7.2.0", "binaries": []},
+    }  # fmt: skip
+
+
 def config_fingerprint(paths: list[str] = GUARDED) -> dict[str, str]:
     """Path -> digest of content, mode and owner, for every file under the guarded paths."""
     found: dict[str, str] = {}

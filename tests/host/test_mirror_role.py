@@ -16,10 +16,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import other_roles_off
+from conftest import given_facts, other_roles_off
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -34,18 +33,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def facts() -> dict[str, Any]:
-    return {
-        "os": {"family": "Debian", "distribution": "Debian", "version": "12",
-               "pkg_mgr": "apt", "init": "other"},
-        "kernel": {"release": "6.1.0", "cmdline": "ro", "params": {}},
-        "libvirt": {"present": True, "running": True, "error": None,
-                    "daemon_mode": "monolithic", "version": "9.0.0", "domains": [],
-                    "pools": [], "units": {}},
-        "qemu": {"present": True, "version": "7.2.0", "binaries": []},
-    }  # fmt: skip
-
-
 def tree_digest(top: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(top.rglob("*")):
@@ -58,7 +45,7 @@ def test_check_mode_reports_every_missing_piece_and_writes_nothing(tmp_path: Pat
     etc = tmp_path / "etc"
     etc.mkdir()
     extra = {
-        "hvguard": facts(),
+        "hvguard": given_facts(running=True, error=None),
         "ansible_python_interpreter": sys.executable,
         "__hvguard_mirror_hook_dir": str(etc / "hooks" / "qemu.d"),
         "__hvguard_mirror_conf_dir": str(etc / "hvguard"),

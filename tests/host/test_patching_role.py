@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import other_roles_off
+from conftest import given_facts, other_roles_off
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "modules"))
 from aptrepo import MAIN, SECURITY, AptWorld, have_tools
@@ -46,18 +46,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, dpkg-dev, apt and python3-apt",
 )
 DEBIAN_GUESTS = "#ON_BOOT=start\n#ON_SHUTDOWN=shutdown\n#SHUTDOWN_TIMEOUT=300\n"
-
-
-def facts() -> dict[str, Any]:
-    return {
-        "os": {"family": "Debian", "distribution": "Debian", "version": "12",
-               "pkg_mgr": "apt", "init": "other"},
-        "kernel": {"release": "6.1.0", "cmdline": "ro", "params": {}},
-        "boot": {"loader": "grub", "grub_dropin_dir": None, "update_cmd": None},
-        "libvirt": {"present": True, "running": False, "daemon_mode": "monolithic",
-                    "version": "9.0.0", "domains": [], "pools": [], "units": {}},
-        "qemu": {"present": True, "version": "7.2.0", "binaries": []},
-    }  # fmt: skip
 
 
 class Sandbox:
@@ -106,7 +94,7 @@ class Sandbox:
 
     def run(self, check: bool) -> tuple[str, dict[str, Any]]:
         extra = {
-            "hvguard": facts(),
+            "hvguard": given_facts(),
             "ansible_python_interpreter": SYSTEM_PYTHON,
             "hvguard_patching_state_file": str(self.state),
             "__hvguard_patching_packages": ["dpkg"],  # installed: the task checks, never installs
